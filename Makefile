@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine (Python >= 3.10 with pip):
+#   make study   # venv + pinned deps, demo data if absent, features, the study, the report
+#   make test    # venv + pinned deps, the whole test suite
+# Point the study at a real FMA root:  make study DATA=/path/to/fma PARAMS=params/fma_medium.yaml
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= data/demo
+PARAMS ?= params/demo.yaml
+JOBS   ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: study test venv clean-outputs
+
+venv: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes (a second `make` installs nothing).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mattlib)" >/dev/null
+	$(BIN)/python -m ipykernel install --user --name mattlib --display-name "Python (mattlib)" >/dev/null
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(BIN)/matt study --data $(DATA) --params $(PARAMS) --jobs $(JOBS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-outputs:
+	rm -rf outputs/*/ 

@@ -1,0 +1,293 @@
+"""Album–artist bags, as in the MATT paper.
+
+A *bag* is a group of tracks (*instances*) that share one genre label. Following the paper,
+tracks are grouped by ``(album id, artist id)``. For the training and validation splits the key
+also carries the track's top genre (the authors' scheme), so a bag never mixes labels; test bags
+are keyed by ``(album, artist)`` only, so a test bag may mix genres and every track keeps its own
+label for scoring.
+
+Bags are plain data: a *membership* table with one row per track, which pandas code reads
+directly and :mod:`mattlib.train` turns into padded tensors with a mask.
+
+Membership columns
+------------------
+``bag_id`` (str), ``track_id`` (int), ``split`` (training / validation / test), ``genre`` (the
+track's top genre), ``bag_genre`` (the bag's label: ``genre`` for training / validation bags, the
+majority genre of a test bag), ``album_id``, ``artist_id`` (int, -1 when unknown),
+``bag_size`` (int). Rows of one bag are contiguous, ordered by track id.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "NO_ALBUM_POLICIES",
+    "MEMBERSHIP_COLUMNS",
+    "make_bags",
+    "singletons",
+    "bag_table",
+    "bag_scopes",
+    "train_counts",
+    "audit_bags",
+    "LeakageError",
+    "assert_no_leakage",
+]
+
+#: How to treat tracks with no album (album id -1 or missing).
+NO_ALBUM_POLICIES = ("singleton", "artist", "drop")
+MEMBERSHIP_COLUMNS = [
+    "bag_id",
+    "track_id",
+    "split",
+    "genre",
+    "bag_genre",
+    "album_id",
+    "artist_id",
+    "bag_size",
+]
+_PURE_SPLITS = ("training", "validation")
+
+
+class LeakageError(ValueError):
+    """A bag or an artist appears in more than one split."""
+
+
+def _flat_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
+    """The columns bags need, from FMA's 2-level tracks table or an already flat table."""
+    if isinstance(tracks.columns, pd.MultiIndex):
+        flat = pd.DataFrame(
+            {
+                "track_id": tracks.index.astype(np.int64),
+                "album_id": tracks[("album", "id")].to_numpy(),
+                "artist_id": tracks[("artist", "id")].to_numpy(),
+                "split": tracks[("set", "split")].astype("object").to_numpy(),
+                "genre": tracks[("track", "genre_top")].astype("object").to_numpy(),
+            }
+        )
+    else:
+        needed = ["album_id", "artist_id", "split", "genre"]
+        missing = [c for c in needed if c not in tracks.columns]
+        if missing:
+            raise ValueError(
+                f"flat tracks table lacks column(s) {missing}; give FMA's tracks table "
+                f"(mattlib.fma.load_tracks) or columns track_id, {', '.join(needed)}"
+            )
+        flat = tracks.reset_index() if "track_id" not in tracks.columns else tracks.copy()
+        flat = flat[["track_id", *needed]].copy()
+    flat["album_id"] = pd.to_numeric(flat["album_id"], errors="coerce").fillna(-1).astype(np.int64)
+    flat["artist_id"] = pd.to_numeric(flat["artist_id"], errors="coerce").fillna(-1).astype(np.int64)
+    return flat
+
+
+def make_bags(
+    tracks: pd.DataFrame,
+    *,
+    min_size: int = 1,
+    max_size: int | None = None,
+    no_album: str = "singleton",
+    splits: tuple[str, ...] = ("training", "validation", "test"),
+) -> pd.DataFrame:
+    """Group tracks into album–artist bags.
+
+    Parameters
+    ----------
+    tracks : pandas.DataFrame
+        FMA tracks table (:func:`mattlib.fma.load_tracks`, possibly restricted to a subset), or
+        a flat table with ``track_id, album_id, artist_id, split, genre``.
+    min_size : int
+        Bags with fewer tracks are dropped (1 keeps every bag).
+    max_size : int or None
+        A bag with more tracks is split into ``ceil(n / max_size)`` chunks of near-equal size
+        (by track id), each its own bag; ``None`` keeps bags whole.
+    no_album : {"singleton", "artist", "drop"}
+        Tracks with album id -1 or missing: one bag per track (default), one bag per artist,
+        or dropped.
+    splits : tuple of str
+        Splits to keep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The membership table (columns :data:`MEMBERSHIP_COLUMNS`), one row per track.
+        Tracks without a top genre or a split are dropped (their count is in
+        ``result.attrs["dropped_unlabelled"]``).
+    """
+    if no_album not in NO_ALBUM_POLICIES:
+        raise ValueError(f"no_album={no_album!r}; valid: {', '.join(NO_ALBUM_POLICIES)}")
+    if min_size < 1:
+        raise ValueError(f"min_size must be >= 1, got {min_size}")
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be >= 1 or None, got {max_size}")
+    if max_size is not None and max_size < min_size:
+        raise ValueError(f"max_size ({max_size}) < min_size ({min_size})")
+
+    flat = _flat_tracks(tracks)
+    labelled = flat["genre"].notna() & flat["split"].isin(splits)
+    dropped = int((~labelled).sum())
+    flat = flat[labelled].sort_values("track_id", kind="stable").reset_index(drop=True)
+
+    no_album_mask = flat["album_id"] < 0
+    if no_album == "drop":
+        flat = flat[~no_album_mask].reset_index(drop=True)
+        no_album_mask = flat["album_id"] < 0
+
+    pure = flat["split"].isin(_PURE_SPLITS)
+    key = "a" + flat["album_id"].astype(str) + "-r" + flat["artist_id"].astype(str)
+    key = key.where(~pure, key + "-" + flat["genre"].astype(str))
+    if no_album == "singleton":
+        key = key.where(~no_album_mask, "t" + flat["track_id"].astype(str))
+    elif no_album == "artist":
+        artist_key = "r" + flat["artist_id"].astype(str)
+        artist_key = artist_key.where(~pure, artist_key + "-" + flat["genre"].astype(str))
+        key = key.where(~no_album_mask, artist_key)
+    # The split is part of the key: a bag never spans splits (the audit checks albums/artists).
+    flat["bag_id"] = flat["split"].str[:2] + ":" + key
+
+    if max_size is not None:
+        position = flat.groupby("bag_id", sort=False).cumcount().to_numpy()
+        size = flat.groupby("bag_id", sort=False)["track_id"].transform("size").to_numpy()
+        n_chunks = np.ceil(size / max_size).astype(int)
+        chunk = (position * n_chunks) // size  # near-equal chunks, in track-id order
+        chunked = n_chunks > 1
+        flat.loc[chunked, "bag_id"] = (
+            flat.loc[chunked, "bag_id"] + "#" + pd.Series(chunk[chunked], index=flat.index[chunked]).astype(str)
+        )
+
+    flat["bag_size"] = flat.groupby("bag_id", sort=False)["track_id"].transform("size")
+    flat = flat[flat["bag_size"] >= min_size]
+    flat["bag_genre"] = _majority_genre(flat)
+    membership = flat.sort_values(["bag_id", "track_id"], kind="stable").reset_index(drop=True)
+    membership = membership[MEMBERSHIP_COLUMNS]
+    membership.attrs["dropped_unlabelled"] = dropped
+    return membership
+
+
+def _majority_genre(membership: pd.DataFrame) -> pd.Series:
+    """Per row, the most frequent genre of its bag (ties: alphabetical first)."""
+    counts = membership.groupby(["bag_id", "genre"], sort=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["bag_id", "n", "genre"], ascending=[True, False, True])
+    majority = counts.drop_duplicates("bag_id").set_index("bag_id")["genre"]
+    return membership["bag_id"].map(majority)
+
+
+def singletons(membership: pd.DataFrame) -> pd.DataFrame:
+    """The same tracks as bags of one (the paper's case study: test single segments)."""
+    single = membership.copy()
+    single["bag_id"] = single["split"].str[:2] + ":t" + single["track_id"].astype(str)
+    single["bag_genre"] = single["genre"]
+    single["bag_size"] = 1
+    return single.sort_values(["bag_id"], kind="stable").reset_index(drop=True)
+
+
+def bag_table(membership: pd.DataFrame) -> pd.DataFrame:
+    """One row per bag: ``split, bag_genre, size, album_id, artist_id, purity, n_genres``.
+
+    ``purity`` is the fraction of the bag's tracks whose genre is the bag's label.
+    """
+    agree = membership["genre"] == membership["bag_genre"]
+    grouped = membership.assign(agree=agree).groupby("bag_id", sort=False)
+    return pd.DataFrame(
+        {
+            "split": grouped["split"].first(),
+            "bag_genre": grouped["bag_genre"].first(),
+            "size": grouped.size(),
+            "album_id": grouped["album_id"].first(),
+            "artist_id": grouped["artist_id"].first(),
+            "purity": grouped["agree"].mean(),
+            "n_genres": grouped["genre"].nunique(),
+        }
+    )
+
+
+def bag_scopes(membership: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``bag_id -> track ids`` (OpenNRE's "scope"), in membership order."""
+    return {
+        bag_id: group["track_id"].to_numpy()
+        for bag_id, group in membership.groupby("bag_id", sort=False)
+    }
+
+
+def train_counts(membership: pd.DataFrame, *, classes: list[str] | None = None) -> pd.Series:
+    """Training tracks per genre, largest first (zeros for ``classes`` absent from training)."""
+    counts = membership.loc[membership["split"] == "training", "genre"].value_counts()
+    if classes is not None:
+        counts = counts.reindex(classes, fill_value=0).sort_values(ascending=False, kind="stable")
+    return counts.astype(int)
+
+
+def audit_bags(membership: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Audit bags per split: counts, size distribution, label purity, and leakage.
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        ``"summary"``: per split, ``n_tracks, n_bags, size_min, size_median, size_mean,
+        size_max, singleton_bags, pure_bags, mean_purity``;
+        ``"sizes"``: bag-size histogram (rows: size, columns: split);
+        ``"crossing_albums"``: (album, artist) keys found in more than one split;
+        ``"crossing_artists"``: artists found in more than one split.
+        On FMA's artist-disjoint split both crossing tables must be empty.
+    """
+    bags = bag_table(membership)
+    rows = []
+    for split, group in bags.groupby("split", sort=False):
+        rows.append(
+            {
+                "split": split,
+                "n_tracks": int(group["size"].sum()),
+                "n_bags": len(group),
+                "size_min": int(group["size"].min()),
+                "size_median": float(group["size"].median()),
+                "size_mean": float(group["size"].mean()),
+                "size_max": int(group["size"].max()),
+                "singleton_bags": int((group["size"] == 1).sum()),
+                "pure_bags": float((group["purity"] == 1.0).mean()),
+                "mean_purity": float(group["purity"].mean()),
+            }
+        )
+    order = {s: i for i, s in enumerate(("training", "validation", "test"))}
+    summary = pd.DataFrame(rows).sort_values("split", key=lambda s: s.map(order)).set_index("split")
+    sizes = bags.groupby(["size", "split"]).size().unstack(fill_value=0)
+
+    known_album = membership[membership["album_id"] >= 0]
+    album_splits = known_album.groupby(["album_id", "artist_id"])["split"].agg(
+        lambda s: sorted(set(s))
+    )
+    crossing_albums = album_splits[album_splits.map(len) > 1].rename("splits").reset_index()
+    known_artist = membership[membership["artist_id"] >= 0]
+    artist_splits = known_artist.groupby("artist_id")["split"].agg(lambda s: sorted(set(s)))
+    crossing_artists = artist_splits[artist_splits.map(len) > 1].rename("splits").reset_index()
+    return {
+        "summary": summary,
+        "sizes": sizes,
+        "crossing_albums": crossing_albums,
+        "crossing_artists": crossing_artists,
+    }
+
+
+def assert_no_leakage(membership: pd.DataFrame) -> None:
+    """Raise :class:`LeakageError` if an album–artist bag or an artist spans splits."""
+    audit = audit_bags(membership)
+    n_albums, n_artists = len(audit["crossing_albums"]), len(audit["crossing_artists"])
+    if n_albums or n_artists:
+        raise LeakageError(
+            f"{n_albums} album-artist key(s) and {n_artists} artist(s) appear in more than one "
+            f"split, e.g. {audit['crossing_artists'].head(3).to_dict('records')}"
+        )
+
+
+def n_chunks(size: int, max_size: int) -> int:
+    """How many chunks :func:`make_bags` cuts a bag of ``size`` tracks into."""
+    return max(1, math.ceil(size / max_size))
+
+
+def warn_unlabelled(membership: pd.DataFrame) -> None:
+    """Warn once if :func:`make_bags` dropped tracks without a top genre or split."""
+    dropped = membership.attrs.get("dropped_unlabelled", 0)
+    if dropped:
+        warnings.warn(f"{dropped} track(s) without a top genre or split were left out of the bags")

@@ -1,0 +1,258 @@
+"""Loaders for the Free Music Archive (FMA) on-disk format.
+
+One module every notebook imports. The same functions serve the real FMA (``fma_metadata.zip``
+plus ``fma_<subset>.zip`` unpacked under one root) and the project's demo dataset, which is
+written in exactly that format (:mod:`mattlib.demo`).
+
+Layout of a data root::
+
+    <root>/fma_metadata/tracks.csv      2-row column header (group, field), index ``track_id``
+    <root>/fma_metadata/genres.csv      163 genres, ``parent`` links, ``top_level``
+    <root>/fma_metadata/features.csv    optional: 518 statistics, 3-row header
+    <root>/fma_<subset>/XXX/XXXXXX.mp3  audio; XXX = first three digits of the 6-digit id
+
+Reference: M. Defferrard et al., "FMA: A Dataset for Music Analysis", ISMIR 2017.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FMADataError",
+    "SUBSETS",
+    "SPLITS",
+    "load_tracks",
+    "load_genres",
+    "load_features",
+    "load_echonest",
+    "top_genres",
+    "subset_tracks",
+    "audio_path",
+    "metadata_path",
+]
+
+#: FMA subsets, smallest first; "medium" means small ∪ medium (25,000 tracks on the real data).
+SUBSETS = ("small", "medium", "large")
+#: FMA's artist-disjoint splits.
+SPLITS = ("training", "validation", "test")
+
+_DOWNLOAD_HINT = (
+    "Download fma_metadata.zip from https://github.com/mdeff/fma and unpack it under the data "
+    "root, or build the demo dataset with `matt demo-data --out DIR`."
+)
+
+# Columns holding Python-literal lists, and columns holding dates.
+_LIST_COLUMNS = [
+    ("track", "tags"),
+    ("album", "tags"),
+    ("artist", "tags"),
+    ("track", "genres"),
+    ("track", "genres_all"),
+]
+_DATE_COLUMNS = [
+    ("track", "date_created"),
+    ("track", "date_recorded"),
+    ("album", "date_created"),
+    ("album", "date_released"),
+    ("artist", "date_created"),
+    ("artist", "active_year_begin"),
+    ("artist", "active_year_end"),
+]
+_REQUIRED_TRACK_COLUMNS = [
+    ("album", "id"),
+    ("artist", "id"),
+    ("set", "split"),
+    ("set", "subset"),
+    ("track", "genre_top"),
+]
+
+
+class FMADataError(RuntimeError):
+    """A file of an FMA root is missing or malformed; the message names the file and the fix."""
+
+
+def metadata_path(root: str | Path, name: str) -> Path:
+    """Path of ``<root>/fma_metadata/<name>``; ``root`` may also point at the file itself."""
+    root = Path(root)
+    if root.is_file():
+        return root
+    return root / "fma_metadata" / name
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FMADataError(f"{what} not found: {path}. {_DOWNLOAD_HINT}")
+    if path.stat().st_size == 0:
+        raise FMADataError(f"{what} is empty: {path}. {_DOWNLOAD_HINT}")
+    return path
+
+
+def _parse_literal(value: object, *, path: Path, track_id: object, column: tuple[str, str]):
+    if isinstance(value, float) and np.isnan(value):
+        return []
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError) as err:
+        raise FMADataError(
+            f"{path}: track {track_id}, column {column}: expected a Python list literal such as "
+            f"'[21, 17]', got {value!r} ({err.__class__.__name__})"
+        ) from None
+    if not isinstance(parsed, list):
+        raise FMADataError(
+            f"{path}: track {track_id}, column {column}: expected a list, got {value!r}"
+        )
+    return parsed
+
+
+def load_tracks(root: str | Path) -> pd.DataFrame:
+    """Load FMA's ``tracks.csv``.
+
+    Parameters
+    ----------
+    root : str or Path
+        Data root holding ``fma_metadata/tracks.csv`` (or the path of a ``tracks.csv``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per track, index ``track_id`` (int), 2-level columns ``(group, field)`` with
+        groups ``album``, ``artist``, ``set``, ``track``. List columns (``genres``,
+        ``genres_all``, ``tags``) hold Python lists (parsed with :func:`ast.literal_eval`,
+        never ``eval``), date columns hold timestamps, ``('set', 'subset')`` is an ordered
+        categorical small < medium < large, ``('set', 'split')`` a categorical of
+        training / validation / test, and ``('track', 'genre_top')`` a categorical.
+
+    Raises
+    ------
+    FMADataError
+        If the file is missing or malformed; the message names the file and the problem.
+    """
+    path = _require(metadata_path(root, "tracks.csv"), "FMA tracks.csv")
+    try:
+        tracks = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise FMADataError(f"{path}: cannot parse as FMA tracks.csv ({err})") from None
+    if not isinstance(tracks.columns, pd.MultiIndex) or tracks.columns.nlevels != 2:
+        raise FMADataError(f"{path}: expected FMA's 2-row column header (group, field)")
+    missing = [c for c in _REQUIRED_TRACK_COLUMNS if c not in tracks.columns]
+    if missing:
+        raise FMADataError(
+            f"{path}: missing column(s) {missing}; is this FMA's tracks.csv with its 2-row header?"
+        )
+    try:
+        tracks.index = tracks.index.astype(np.int64)
+    except (TypeError, ValueError):
+        bad = [i for i in tracks.index if not str(i).strip().lstrip("-").isdigit()][:3]
+        raise FMADataError(f"{path}: non-integer track_id value(s) {bad}") from None
+    tracks.index.name = "track_id"
+
+    for column in _LIST_COLUMNS:
+        if column in tracks.columns:
+            tracks[column] = [
+                _parse_literal(v, path=path, track_id=tid, column=column)
+                for tid, v in zip(tracks.index, tracks[column])
+            ]
+    for column in _DATE_COLUMNS:
+        if column in tracks.columns:
+            tracks[column] = pd.to_datetime(tracks[column], errors="coerce")
+
+    subset = tracks[("set", "subset")]
+    unknown = sorted(set(subset.dropna().unique()) - set(SUBSETS))
+    if unknown:
+        raise FMADataError(f"{path}: column ('set', 'subset') has unknown value(s) {unknown}")
+    tracks[("set", "subset")] = pd.Categorical(subset, categories=SUBSETS, ordered=True)
+    split = tracks[("set", "split")]
+    unknown = sorted(set(split.dropna().unique()) - set(SPLITS))
+    if unknown:
+        raise FMADataError(f"{path}: column ('set', 'split') has unknown value(s) {unknown}")
+    tracks[("set", "split")] = pd.Categorical(split, categories=SPLITS)
+    tracks[("track", "genre_top")] = tracks[("track", "genre_top")].astype("category")
+    for column in [("album", "id"), ("artist", "id")]:
+        tracks[column] = pd.to_numeric(tracks[column], errors="coerce").astype("Int64")
+    return tracks
+
+
+def load_genres(root: str | Path) -> pd.DataFrame:
+    """Load FMA's ``genres.csv``: index ``genre_id``; ``#tracks``, ``parent``, ``title``,
+    ``top_level`` (the id of the genre's top-level ancestor; equal to ``genre_id`` for the 16
+    top-level genres)."""
+    path = _require(metadata_path(root, "genres.csv"), "FMA genres.csv")
+    try:
+        genres = pd.read_csv(path, index_col=0)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise FMADataError(f"{path}: cannot parse as FMA genres.csv ({err})") from None
+    missing = [c for c in ("parent", "title", "top_level") if c not in genres.columns]
+    if missing or genres.index.name != "genre_id":
+        raise FMADataError(
+            f"{path}: expected columns genre_id, #tracks, parent, title, top_level; "
+            f"missing {missing or ['genre_id']}"
+        )
+    return genres
+
+
+def top_genres(genres: pd.DataFrame) -> list[str]:
+    """Titles of the top-level genres (16 on FMA), ordered by genre id."""
+    top = genres[genres["parent"] == 0].sort_index()
+    return top["title"].tolist()
+
+
+def load_features(path: str | Path) -> pd.DataFrame:
+    """Load FMA's ``features.csv`` (or the project's own, same layout).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``(n_tracks, 518)`` float, index ``track_id``, 3-level columns
+        ``(feature, statistics, number)``, e.g. ``('mfcc', 'mean', '01')``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "fma_metadata" / "features.csv"
+    _require(path, "FMA features.csv")
+    try:
+        features = pd.read_csv(path, index_col=0, header=[0, 1, 2])
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise FMADataError(f"{path}: cannot parse as FMA features.csv ({err})") from None
+    if not isinstance(features.columns, pd.MultiIndex) or features.columns.nlevels != 3:
+        raise FMADataError(f"{path}: expected 3 header rows (feature, statistics, number)")
+    try:
+        features = features.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise FMADataError(f"{path}: non-numeric feature value ({err})") from None
+    features.index.name = "track_id"
+    return features
+
+
+def load_echonest(root: str | Path) -> pd.DataFrame | None:
+    """Load the optional ``echonest.csv`` (3-row header); ``None`` if the root has none."""
+    path = metadata_path(root, "echonest.csv")
+    if not path.exists():
+        return None
+    echonest = pd.read_csv(path, index_col=0, header=[0, 1, 2])
+    echonest.index.name = "track_id"
+    return echonest
+
+
+def subset_tracks(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:
+    """Tracks of an FMA subset: ``subset <= given``, so "medium" is small ∪ medium."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown FMA subset {subset!r}; valid: {', '.join(SUBSETS)}")
+    return tracks[tracks[("set", "subset")] <= subset]
+
+
+def audio_path(root: str | Path, track_id: int, *, subset: str) -> Path:
+    """Path of a track's mp3: ``<root>/fma_<subset>/<id[:3]>/<id>.mp3`` with a 6-digit id."""
+    if subset not in SUBSETS and subset != "full":
+        raise ValueError(f"unknown FMA subset {subset!r}; valid: {', '.join(SUBSETS)}, full")
+    track_id = int(track_id)
+    if track_id < 0:
+        raise ValueError(f"track_id must be non-negative, got {track_id}")
+    name = f"{track_id:06d}"
+    return Path(root) / f"fma_{subset}" / name[:3] / f"{name}.mp3"
