@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DATA   ?= data/demo
+DATA   ?=
 PARAMS ?= params/demo.yaml
 JOBS   ?= 2
 PYTEST_ARGS ?=
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(BIN)/matt study --data $(DATA) --params $(PARAMS) --jobs $(JOBS)
+	$(BIN)/matt study $(if $(DATA),--data $(DATA)) --params $(PARAMS) --jobs $(JOBS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

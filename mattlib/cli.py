@@ -1,0 +1,136 @@
+"""``matt``: the study's command line, a thin face over the library.
+
+::
+
+    matt demo-data --out DIR [--tracks N] [--seconds S] [--seed K]
+    matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N]
+    matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
+    matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
+    matt report    outputs/<run>
+    matt study     [--data ROOT] [--params params/demo.yaml] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DEMO_ROOT = Path("data/demo")
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from mattlib import demo
+
+    kwargs = {"seed": args.seed}
+    if args.tracks is not None:
+        kwargs["n_tracks"] = args.tracks
+    if args.seconds is not None:
+        kwargs["seconds"] = args.seconds
+    root = demo.generate_demo(args.out, **kwargs)
+    print(f"demo dataset written to {root}")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from mattlib import features
+
+    settings = None
+    if args.kind == "mel":
+        settings = features.MelSettings(**_mel_overrides(args))
+    if args.audio_dir is not None:
+        report = features.extract_audio_dir(
+            args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
+        )
+    else:
+        if args.root is None:
+            raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
+        report = features.extract_subset(
+            args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
+        )
+    print(report)
+    return 1 if report.failed and not report.done and not report.reused else 0
+
+
+def _mel_overrides(args: argparse.Namespace) -> dict:
+    keys = ("sr", "seconds", "n_mels", "hop_length", "n_fft", "crop")
+    return {k: getattr(args, f"mel_{k}") for k in keys if getattr(args, f"mel_{k}", None) is not None}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mattlib import grid
+
+    summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data)
+    print(summary.describe())
+    return 0 if summary.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mattlib import report
+
+    index = report.build_report(args.run_dir)
+    print(f"report: {index}")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from mattlib import grid
+
+    index, ok = grid.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force)
+    print(f"\nreport: {index}")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matt", description="The MATT music-genre study.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="generate the FMA-format demo dataset")
+    p.add_argument("--out", type=Path, default=DEFAULT_DEMO_ROOT)
+    p.add_argument("--tracks", type=int, default=None, help="number of tracks")
+    p.add_argument("--seconds", type=float, default=None, help="clip duration (s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo_data)
+
+    p = sub.add_parser("features", help="extract FMA's 518 statistics or the log-mel")
+    p.add_argument("--root", type=Path, help="FMA root (holds fma_metadata/ and fma_<subset>/)")
+    p.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
+    p.add_argument("--audio-dir", type=Path, default=None, help="extract every *.mp3 below DIR")
+    p.add_argument("--kind", required=True, choices=["fma518", "mel"])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    for name, typ in [("sr", int), ("seconds", float), ("n_mels", int), ("hop_length", int), ("n_fft", int), ("crop", str)]:
+        p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
+    p.set_defaults(func=_features)
+
+    p = sub.add_parser("run", help="execute a papermill grid from params/*.yaml")
+    p.add_argument("params", type=Path)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="re-run cells that already finished")
+    p.add_argument("--data", type=Path, default=None, help="override data_root")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("study", help="demo data (if absent) + features + grid + report")
+    p.add_argument("--data", type=Path, default=None, help="data root (default: the params file's)")
+    p.add_argument("--params", type=Path, default=Path("params/demo.yaml"))
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_study)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"matt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Writing a notebook's results: ``metrics.json`` and tables, atomically.
+
+Every notebook ends by calling :func:`write_metrics`; :mod:`mattlib.report` and
+:mod:`mattlib.grid` read the files back. A file is written to a temporary name and renamed, so a
+crash never leaves a half-written ``metrics.json`` that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["to_jsonable", "write_json", "write_metrics", "read_metrics", "METRICS_FILE"]
+
+METRICS_FILE = "metrics.json"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy / pandas values (recursively) to plain JSON types; NaN becomes ``None``."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, pd.DataFrame):
+        return to_jsonable(value.reset_index().to_dict(orient="records"))
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
+    """Write ``<output_dir>/metrics.json`` (the file the grid runner and the report read)."""
+    return write_json(Path(output_dir) / METRICS_FILE, metrics)
+
+
+def read_metrics(output_dir: str | Path) -> dict:
+    """Read ``<output_dir>/metrics.json``."""
+    return json.loads((Path(output_dir) / METRICS_FILE).read_text())

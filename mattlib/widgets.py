@@ -1,0 +1,214 @@
+"""Per-bag attention explorer (ipywidgets + plotly) and its static figures.
+
+The data is the ``attention.json`` a bag-model notebook writes (see
+:meth:`mattlib.experiment.ExperimentResult.attention_records`)::
+
+    {"classes": [genre, ...], "model": "MLP+MATT",
+     "bags": [{"bag_id": str, "split": "test", "true_genre": str, "pred_genre": str,
+               "scores": [C floats], "tracks": [track ids], "track_genres": [str],
+               "queries": [genre, ...],            # rows of "attention"
+               "attention": [[w, ...], ...]}]}     # (len(queries), n_tracks), rows sum to 1
+
+For MATT, ``queries`` holds every genre (one distribution per genre query); for a pooling with
+a single distribution (mean, max, gated) it holds ``["bag"]``.
+
+:class:`AttentionExplorer` filters bags by split, true genre, predicted genre and
+correct / wrong, and shows for the chosen bag the attention of each track under the true and the
+predicted genre's query, the genre scores, the log-mel of a track and an audio player.
+:func:`static_attention_figures` gives the same bars as plain figures, so executed notebooks and
+the HTML report show attention without a kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["bag_attention_figure", "static_attention_figures", "filter_bags", "AttentionExplorer"]
+
+_ALL = "(all)"
+
+
+def _query_weights(bag: dict, genre: str) -> np.ndarray:
+    queries = bag["queries"]
+    row = queries.index(genre) if genre in queries else 0
+    return np.asarray(bag["attention"][row], dtype=float)
+
+
+def bag_attention_figure(bag: dict, classes: list[str]) -> go.Figure:
+    """Attention of each track of ``bag`` under the true and predicted genre queries (bars),
+    and the bag's genre scores."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42],
+                        subplot_titles=("attention per track", "genre scores"))
+    labels = [f"{t} ({g})" for t, g in zip(bag["tracks"], bag["track_genres"])]
+    shown = [bag["true_genre"]]
+    if bag["pred_genre"] != bag["true_genre"]:
+        shown.append(bag["pred_genre"])
+    single = bag["queries"] == ["bag"]
+    for genre, colour in zip(shown, ("#4C72B0", "#C44E52")):
+        name = "attention" if single else f"query: {genre}" + (" (true)" if genre == bag["true_genre"] else " (predicted)")
+        fig.add_trace(go.Bar(x=labels, y=_query_weights(bag, genre), name=name, marker_color=colour), 1, 1)
+        if single:
+            break
+    scores = np.asarray(bag["scores"], dtype=float)
+    colours = ["#55A868" if c == bag["true_genre"] else ("#C44E52" if c == bag["pred_genre"] else "#bbbbbb")
+               for c in classes]
+    fig.add_trace(go.Bar(x=classes, y=scores, marker_color=colours, name="score", showlegend=False), 1, 2)
+    verdict = "correct" if bag["pred_genre"] == bag["true_genre"] else "wrong"
+    fig.update_layout(
+        title=f"bag {bag['bag_id']}: true {bag['true_genre']}, predicted {bag['pred_genre']} ({verdict})",
+        barmode="group", height=360, margin=dict(t=60, b=90, l=40, r=10),
+        legend=dict(orientation="h", y=-0.35),
+    )
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    return fig
+
+
+def static_attention_figures(data: dict, *, max_bags: int = 3) -> list[go.Figure]:
+    """Figures of a few informative test bags: the largest correct and wrong ones."""
+    bags = [b for b in data["bags"] if len(b["tracks"]) > 1] or list(data["bags"])
+    bags.sort(key=lambda b: -len(b["tracks"]))
+    correct = [b for b in bags if b["pred_genre"] == b["true_genre"]]
+    wrong = [b for b in bags if b["pred_genre"] != b["true_genre"]]
+    chosen = (correct[: (max_bags + 1) // 2] + wrong[: max_bags // 2])[:max_bags]
+    return [bag_attention_figure(b, data["classes"]) for b in chosen]
+
+
+def filter_bags(bags: list[dict], *, split: str = _ALL, true_genre: str = _ALL,
+                pred_genre: str = _ALL, outcome: str = _ALL) -> list[dict]:
+    """Bags matching every filter (``"(all)"`` matches anything; outcome: correct / wrong)."""
+    keep = []
+    for bag in bags:
+        if split != _ALL and bag.get("split") != split:
+            continue
+        if true_genre != _ALL and bag["true_genre"] != true_genre:
+            continue
+        if pred_genre != _ALL and bag["pred_genre"] != pred_genre:
+            continue
+        correct = bag["pred_genre"] == bag["true_genre"]
+        if outcome == "correct" and not correct or outcome == "wrong" and correct:
+            continue
+        keep.append(bag)
+    return keep
+
+
+class AttentionExplorer:
+    """Interactive per-bag attention view.
+
+    Parameters
+    ----------
+    data : dict
+        An ``attention.json`` record (module docstring).
+    mel_lookup : callable, optional
+        ``track_id -> ndarray (n_mels, frames)`` in dB, for the log-mel panel.
+    audio_lookup : callable, optional
+        ``track_id -> Path`` of the mp3, for the audio player.
+
+    Attributes
+    ----------
+    figure : plotly.graph_objects.Figure
+        The figure for the current bag (updated by every callback).
+    """
+
+    def __init__(self, data: dict, *, mel_lookup: Callable[[int], np.ndarray] | None = None,
+                 audio_lookup: Callable[[int], Path] | None = None) -> None:
+        import ipywidgets as w
+
+        if not data.get("bags"):
+            raise ValueError("attention data holds no bags")
+        self.data = data
+        self.classes = list(data["classes"])
+        self.mel_lookup = mel_lookup
+        self.audio_lookup = audio_lookup
+        bags = data["bags"]
+        splits = sorted({b.get("split", "test") for b in bags})
+        self.split = w.Dropdown(options=[_ALL, *splits], value=_ALL, description="split")
+        self.true_genre = w.Dropdown(options=[_ALL, *self.classes], value=_ALL, description="true")
+        self.pred_genre = w.Dropdown(options=[_ALL, *self.classes], value=_ALL, description="predicted")
+        self.outcome = w.ToggleButtons(options=[_ALL, "correct", "wrong"], value=_ALL, description="outcome")
+        self.bag = w.Dropdown(description="bag", layout=w.Layout(width="420px"))
+        self.track = w.Dropdown(description="track")
+        self.status = w.HTML()
+        self.plot_out = w.Output()
+        self.mel_out = w.Output()
+        self.audio_box = w.Box()
+        self.figure: go.Figure | None = None
+        self.mel_figure: go.Figure | None = None
+        for control in (self.split, self.true_genre, self.pred_genre, self.outcome):
+            control.observe(self._on_filter, names="value")
+        self.bag.observe(self._on_bag, names="value")
+        self.track.observe(self._on_track, names="value")
+        self.widget = w.VBox([
+            w.HBox([self.split, self.true_genre, self.pred_genre]), self.outcome,
+            w.HBox([self.bag, self.status]), self.plot_out,
+            w.HBox([self.track, self.audio_box]), self.mel_out,
+        ])
+        self._on_filter()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    @property
+    def visible_bags(self) -> list[dict]:
+        return filter_bags(self.data["bags"], split=self.split.value, true_genre=self.true_genre.value,
+                           pred_genre=self.pred_genre.value, outcome=self.outcome.value)
+
+    def _on_filter(self, _change: Any = None) -> None:
+        bags = self.visible_bags
+        self.status.value = f"&nbsp;{len(bags)} bag(s) match"
+        options = [(f"{b['bag_id']} · {len(b['tracks'])} tracks · {b['true_genre']} → {b['pred_genre']}", i)
+                   for i, b in enumerate(self.data["bags"]) if b in bags]
+        self.bag.options = options
+        self.bag.value = options[0][1] if options else None
+        if not options:
+            self._show(None)
+
+    def _on_bag(self, change: Any = None) -> None:
+        index = self.bag.value
+        self._show(None if index is None else self.data["bags"][index])
+
+    def _show(self, bag: dict | None) -> None:
+        from IPython.display import display
+
+        self.plot_out.clear_output(wait=True)
+        if bag is None:
+            self.figure = None
+            self.track.options = []
+            return
+        self.figure = bag_attention_figure(bag, self.classes)
+        with self.plot_out:
+            display(self.figure)
+        self.track.options = [int(t) for t in bag["tracks"]]
+        self.track.value = int(bag["tracks"][0])
+        self._on_track()
+
+    def _on_track(self, _change: Any = None) -> None:
+        import ipywidgets as w
+        from IPython.display import display
+
+        track_id = self.track.value
+        self.mel_out.clear_output(wait=True)
+        self.mel_figure = None
+        if track_id is None:
+            return
+        if self.mel_lookup is not None:
+            mel = np.asarray(self.mel_lookup(track_id), dtype=float)
+            self.mel_figure = go.Figure(go.Heatmap(z=mel, colorscale="Magma", colorbar=dict(title="dB")))
+            self.mel_figure.update_layout(title=f"log-mel of track {track_id}", height=260,
+                                          margin=dict(t=40, b=30, l=40, r=10),
+                                          xaxis_title="frame", yaxis_title="mel band")
+            with self.mel_out:
+                display(self.mel_figure)
+        if self.audio_lookup is not None:
+            path = Path(self.audio_lookup(track_id))
+            if path.exists() and path.stat().st_size > 0:
+                self.audio_box.children = [w.Audio.from_file(str(path), autoplay=False, loop=False)]
+            else:
+                self.audio_box.children = [w.HTML(f"no audio at {path}")]

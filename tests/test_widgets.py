@@ -1,0 +1,73 @@
+"""The attention explorer's callbacks, driven from Python as a user would click."""
+
+import numpy as np
+import pytest
+
+from mattlib import widgets
+
+CLASSES = ["Rock", "Pop", "Jazz"]
+
+
+def bag(bag_id, true, pred, n, split="test"):
+    attention = np.full((3, n), 1.0 / n)
+    attention[CLASSES.index(pred)] = np.eye(n)[0]  # the predicted genre's query attends to track 0
+    scores = [0.1, 0.1, 0.1]
+    scores[CLASSES.index(pred)] = 0.8
+    return {"bag_id": bag_id, "split": split, "true_genre": true, "pred_genre": pred, "scores": scores,
+            "tracks": list(range(100 * n, 100 * n + n)), "track_genres": [true] * n,
+            "queries": CLASSES, "attention": attention.tolist()}
+
+
+DATA = {"classes": CLASSES, "bags": [bag("a", "Rock", "Rock", 3), bag("b", "Pop", "Jazz", 2),
+                                     bag("c", "Jazz", "Jazz", 4, split="validation")]}
+
+
+def test_filters_change_the_bags_and_the_figure():
+    mels = {}
+    explorer = widgets.AttentionExplorer(DATA, mel_lookup=lambda t: mels.setdefault(t, np.full((4, 5), float(t))))
+    assert len(explorer.visible_bags) == 3
+    first = explorer.figure
+    assert first.layout.title.text.startswith("bag a")
+    # one bar trace (true == predicted) + the genre scores
+    assert len(first.data) == 2
+    assert list(first.data[0].y) == [1.0, 0.0, 0.0]
+
+    explorer.outcome.value = "wrong"
+    assert [b["bag_id"] for b in explorer.visible_bags] == ["b"]
+    wrong = explorer.figure
+    assert wrong is not first and wrong.layout.title.text.startswith("bag b")
+    # true (Pop: uniform) and predicted (Jazz: one-hot) queries side by side
+    assert [t.name for t in wrong.data[:2]] == ["query: Pop (true)", "query: Jazz (predicted)"]
+    assert list(wrong.data[0].y) == [0.5, 0.5] and list(wrong.data[1].y) == [1.0, 0.0]
+    assert explorer.track.options == (200, 201)
+    assert explorer.mel_figure.data[0].z[0][0] == 200.0
+
+    explorer.track.value = 201
+    assert explorer.mel_figure.data[0].z[0][0] == 201.0
+
+    explorer.outcome.value = "(all)"
+    explorer.split.value = "validation"
+    assert explorer.figure.layout.title.text.startswith("bag c")
+    explorer.true_genre.value = "Rock"  # no validation bag is Rock
+    assert explorer.visible_bags == [] and explorer.figure is None
+    assert "0 bag(s)" in explorer.status.value
+
+
+def test_static_figures_pick_correct_and_wrong_bags():
+    figures = widgets.static_attention_figures(DATA, max_bags=2)
+    titles = [f.layout.title.text for f in figures]
+    assert len(titles) == 2
+    assert "(correct)" in titles[0] and "(wrong)" in titles[1]
+    html = figures[0].to_html(include_plotlyjs=False)
+    assert "attention per track" in html
+
+
+def test_single_distribution_pooling():
+    data = {"classes": CLASSES, "bags": [dict(bag("m", "Rock", "Pop", 2), queries=["bag"], attention=[[0.5, 0.5]])]}
+    fig = widgets.bag_attention_figure(data["bags"][0], CLASSES)
+    assert fig.data[0].name == "attention" and list(fig.data[0].y) == [0.5, 0.5]
+
+
+def test_empty_data_is_a_clear_error():
+    with pytest.raises(ValueError, match="no bags"):
+        widgets.AttentionExplorer({"classes": CLASSES, "bags": []})
