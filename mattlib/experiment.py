@@ -66,9 +66,8 @@ def tail_thresholds(n_train: int, *, base: tuple[int, ...] = (100, 200)) -> tupl
 def study_tail_sets(train_counts: pd.Series) -> dict[str, list[str]]:
     """Tail sets ``{"<100": [...], "<200": [...]}`` from training counts, thresholds scaled by
     :func:`tail_thresholds` (keys keep the FMA-medium names)."""
-    thresholds = tail_thresholds(int(train_counts.sum()))
-    sets = metrics.tail_sets(train_counts.to_dict(), thresholds=thresholds)
-    return dict(zip(("<100", "<200"), sets.values()))
+    lt100, lt200 = tail_thresholds(int(train_counts.sum()))
+    return metrics.tail_sets(train_counts.to_dict(), thresholds={"<100": lt100, "<200": lt200})
 
 
 def model_label(model: str, pooling: str = "none", *, torch_model: bool = False) -> str:
@@ -325,10 +324,12 @@ class ExperimentResult:
 
 
 def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dict:
+    lt100, lt200 = data.tail_thresholds
+    head_min = tail_thresholds(int(data.train_counts.sum()), base=(1000,))[0]
     return metrics.evaluate(
         bag_ids=bag_ids, scores=scores, membership=membership, classes=data.classes,
-        train_counts=data.train_counts.to_dict(), tail_thresholds=data.tail_thresholds,
-        seed=seed, n_boot=200, include_pr_curve=True,
+        train_counts=data.train_counts.to_dict(), tail_thresholds={"<100": lt100, "<200": lt200},
+        head_min=head_min, tail_max=lt200, seed=seed, n_boot=200, include_pr_curve=True,
     )
 
 

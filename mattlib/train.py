@@ -1,0 +1,608 @@
+"""Training framework: bag datasets, one fit loop for instance- and bag-level models, predict.
+
+OpenNRE's third layer (after encoder and bag model): :class:`BagDataset` turns membership rows
+(``mattlib.bags``) plus an instance array into bags, :func:`collate_bags` pads them,
+:func:`fit` trains any :class:`mattlib.mil.BagModel` with model selection on the *validation*
+split only, :func:`predict` scores bags and returns attention.
+
+Track-level (non-bag) training is the same code with bags of one track.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = [
+    "BagBatch",
+    "BagDataset",
+    "FitResult",
+    "Predictions",
+    "collate_bags",
+    "fit",
+    "load_checkpoint",
+    "predict",
+    "resolve_device",
+    "seed_everything",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+class BagDataset(Dataset):
+    """Bags of one split as a torch Dataset; instances are read lazily, one bag at a time.
+
+    Parameters
+    ----------
+    membership : DataFrame
+        Membership rows (``mattlib.bags``): ``bag_id``, ``track_id`` and the label column;
+        row order within a bag is instance order. Pass the rows of one split, or set ``split``.
+    instances : array-like (n_tracks, ...) or DataFrame
+        A feature matrix ``(n_tracks, d)`` or a log-mel array ``(n_tracks, n_mels, frames)``
+        (a float16 memmap is fine: only the rows of one bag are read per item). A DataFrame
+        brings its own track-id index.
+    classes : sequence of str
+        Ordered genre names; a bag's label is the index of its genre in it.
+    track_index : sequence of int or Mapping[int, int], optional
+        Track id of every row of ``instances`` (sequence), or track_id -> row (mapping).
+        Required unless ``instances`` is a DataFrame.
+    split : str, optional
+        Keep only membership rows with this ``split``.
+    label_column : str, default 'bag_genre'
+        Column holding the bag's genre (constant within a bag).
+    max_instances : int, optional
+        Keep the first ``max_instances`` instances of larger bags (deterministic; bounds the
+        cost of CRNN training on long albums).
+
+    Items
+    -----
+    ``(bag_id: str, instances: float32 tensor (n, ...), label: int)``.
+    """
+
+    def __init__(
+        self,
+        membership: pd.DataFrame,
+        instances,
+        classes: Sequence[str],
+        *,
+        track_index: Sequence[int] | Mapping[int, int] | None = None,
+        split: str | None = None,
+        label_column: str = "bag_genre",
+        max_instances: int | None = None,
+    ) -> None:
+        for col in ("bag_id", "track_id", label_column):
+            if col not in membership.columns:
+                raise ValueError(f"membership lacks column {col!r}")
+        if split is not None:
+            if "split" not in membership.columns:
+                raise ValueError("split given but membership has no 'split' column")
+            membership = membership[membership["split"] == split]
+        if len(membership) == 0:
+            raise ValueError(f"no membership rows (split={split!r})")
+        if isinstance(instances, pd.DataFrame):
+            track_index = instances.index
+            instances = instances.to_numpy(dtype=np.float32)
+        if track_index is None:
+            raise ValueError("track_index is required when instances is not a DataFrame")
+        if isinstance(track_index, Mapping):
+            lookup = {int(k): int(v) for k, v in track_index.items()}
+        else:
+            ids = np.asarray(track_index).astype(np.int64)
+            if len(ids) != len(instances):
+                raise ValueError(f"track_index has {len(ids)} ids for {len(instances)} instance rows")
+            lookup = {int(t): i for i, t in enumerate(ids)}
+        self.classes = [str(c) for c in classes]
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes contain duplicates")
+        class_index = {c: i for i, c in enumerate(self.classes)}
+        if max_instances is not None and max_instances < 1:
+            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+
+        self.instances = instances
+        self.instance_shape = tuple(instances.shape[1:])
+        self.bag_ids: list[str] = []
+        self.rows: list[np.ndarray] = []
+        labels: list[int] = []
+        missing_tracks: list[int] = []
+        for bag_id, group in membership.groupby("bag_id", sort=False):
+            genres = group[label_column].astype(str).unique()
+            if len(genres) != 1:
+                raise ValueError(f"bag {bag_id!r} has several labels in {label_column!r}: {list(genres)}")
+            if genres[0] not in class_index:
+                raise ValueError(f"bag {bag_id!r}: genre {genres[0]!r} is not in classes {self.classes}")
+            tids = group["track_id"].to_numpy()
+            if max_instances is not None:
+                tids = tids[:max_instances]
+            rows = []
+            for t in tids:
+                r = lookup.get(int(t))
+                if r is None:
+                    missing_tracks.append(int(t))
+                else:
+                    rows.append(r)
+            if missing_tracks:
+                continue
+            self.bag_ids.append(str(bag_id))
+            self.rows.append(np.asarray(rows, dtype=np.int64))
+            labels.append(class_index[genres[0]])
+        if missing_tracks:
+            raise ValueError(
+                f"{len(missing_tracks)} member tracks have no instance row, e.g. {missing_tracks[:5]}"
+            )
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.bag_ids)
+
+    def __getitem__(self, i: int):
+        rows = self.rows[i]
+        order = np.argsort(rows, kind="stable")  # sorted reads are kinder to a memmap
+        data = np.empty((len(rows), *self.instance_shape), dtype=np.float32)
+        data[order] = np.asarray(self.instances[rows[order]], dtype=np.float32)
+        return self.bag_ids[i], torch.from_numpy(data), int(self.labels[i])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of bags per class, shape (C,)."""
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+
+@dataclass
+class BagBatch:
+    """A padded batch: ``instances (B, N_max, ...)`` float32, ``mask (B, N_max)`` bool,
+    ``labels (B,)`` long, ``bag_ids`` list of B str."""
+
+    instances: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+    bag_ids: list[str]
+
+    def pin_memory(self) -> BagBatch:
+        """Page-locked copy (the DataLoader calls this when ``pin_memory=True``)."""
+        return BagBatch(self.instances.pin_memory(), self.mask.pin_memory(), self.labels.pin_memory(),
+                        self.bag_ids)
+
+    def to(self, device: torch.device | str) -> BagBatch:
+        """Move tensors to ``device`` (non-blocking where possible)."""
+        nb = torch.device(device).type == "cuda"
+        return BagBatch(
+            self.instances.to(device, non_blocking=nb),
+            self.mask.to(device, non_blocking=nb),
+            self.labels.to(device, non_blocking=nb),
+            self.bag_ids,
+        )
+
+
+def collate_bags(items: Sequence[tuple[str, torch.Tensor, int]]) -> BagBatch:
+    """Pad a list of ``(bag_id, instances (n, ...), label)`` into a :class:`BagBatch`.
+
+    Padding is zeros with ``mask`` False; ``N_max`` is the largest bag of the batch.
+    """
+    if not items:
+        raise ValueError("empty batch")
+    sizes = [x.shape[0] for _, x, _ in items]
+    shape = items[0][1].shape[1:]
+    n_max = max(sizes)
+    inst = torch.zeros((len(items), n_max, *shape), dtype=torch.float32)
+    mask = torch.zeros((len(items), n_max), dtype=torch.bool)
+    for b, (_, x, _) in enumerate(items):
+        inst[b, : x.shape[0]] = x
+        mask[b, : x.shape[0]] = True
+    labels = torch.tensor([y for _, _, y in items], dtype=torch.long)
+    return BagBatch(inst, mask, labels, [str(b) for b, _, _ in items])
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``'auto'`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch (all devices); return a torch Generator seeded likewise."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def _loader(
+    data: BagDataset, *, batch_size: int, shuffle: bool, generator=None, device=None, num_workers: int = 0
+) -> DataLoader:
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate_bags,
+        generator=generator,
+        num_workers=num_workers,
+        pin_memory=device is not None and device.type == "cuda",
+    )
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _class_weights(spec, counts: np.ndarray) -> torch.Tensor | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec != "balanced":
+            raise ValueError(f"class_weights must be None, 'balanced' or an array, got {spec!r}")
+        w = counts.sum() / (len(counts) * np.maximum(counts, 1))
+        return torch.tensor(w, dtype=torch.float32)
+    w = np.asarray(spec, dtype=np.float32)
+    if w.shape != counts.shape:
+        raise ValueError(f"class_weights has shape {w.shape}, expected {counts.shape}")
+    return torch.from_numpy(w)
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes
+    ----------
+    best_epoch : int
+        1-based epoch whose weights were kept (best validation accuracy; ties -> lower
+        validation loss, then earlier epoch).
+    best_val_accuracy, best_val_loss : float
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss`` (mean over bags), ``val_accuracy``, ``val_loss``,
+        ``seconds``.
+    best_state : dict
+        State dict (CPU tensors) of the best epoch; the model is left loaded with it.
+    checkpoint_path : str or None
+        ``best.pt`` under ``checkpoint_dir`` when given.
+    device : str
+    stopped_early : bool
+    """
+
+    best_epoch: int
+    best_val_accuracy: float
+    best_val_loss: float
+    history: list[dict] = field(default_factory=list)
+    best_state: dict = field(default_factory=dict, repr=False)
+    checkpoint_path: str | None = None
+    device: str = "cpu"
+    stopped_early: bool = False
+
+
+def _evaluate_loss_acc(model, loader, device, amp, loss_offset) -> tuple[float, float]:
+    model.eval()
+    n, correct, loss_sum = 0, 0, 0.0
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch.to(device)
+            with _autocast(device, amp):
+                logits, _ = model(batch.instances, batch.mask)
+            logits = logits.float()
+            loss_sum += float(F.cross_entropy(logits + loss_offset, batch.labels, reduction="sum"))
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            n += len(batch.labels)
+    return correct / max(n, 1), loss_sum / max(n, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_data: BagDataset,
+    val_data: BagDataset,
+    *,
+    epochs: int,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    patience: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    class_weights: str | Sequence[float] | None = None,
+    logit_adjustment: float = 0.0,
+    amp: bool = True,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> FitResult:
+    """Train a bag model (or an instance model on bags of one) with Adam.
+
+    Model selection uses the **validation split only**: after every epoch the model is scored
+    on ``val_data`` (bag accuracy; the model is called without labels, i.e. MATT attends with
+    every genre's query); the epoch with the best validation accuracy is kept (ties: lower
+    validation loss, then the earlier epoch), in memory and as ``checkpoint_dir/best.pt``.
+    Training stops early after ``patience`` epochs without a better validation accuracy.
+    The test split is never seen here.
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``model(instances, mask, labels=None) -> (logits (B, C), attention)``, e.g. a
+        :class:`mattlib.mil.BagModel`. Labels are passed during training (MATT's label query).
+    train_data, val_data : BagDataset
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int, default 16
+        Bags per step.
+    lr, weight_decay : float
+        Adam(W) learning rate and decoupled weight decay.
+    device : 'auto', 'cpu', 'cuda', ...
+        'auto' = CUDA when present, else CPU.
+    seed : int
+        Seeds python, numpy and torch (shuffling, dropout; build the model after your own
+        ``torch.manual_seed`` to fix its initial weights). On CPU, deterministic algorithms are
+        switched on for the duration of the call (restored afterwards), so a CPU run is
+        repeatable; CUDA runs are not bit-exact (cuDNN settings are left as they are).
+    patience : int, optional
+        Early-stopping patience in epochs (None: run all epochs).
+    checkpoint_dir : path, optional
+        Where ``best.pt`` is written (``state_dict`` + plain metadata; loads with
+        ``torch.load(..., weights_only=True)``; see :func:`load_checkpoint`).
+    class_weights : None, 'balanced' or (C,) floats
+        Cross-entropy class weights; 'balanced' = n_bags / (C * bags of the class) from the
+        training split. Off by default (the paper has none).
+    logit_adjustment : float, default 0.0
+        tau of the logit-adjusted loss (Menon et al. 2021): the loss sees
+        ``logits + tau * log(prior)`` with the training-split class priors; predictions use the
+        raw logits. 0 = plain cross-entropy. Validation loss uses the same loss.
+    amp : bool, default True
+        bf16 autocast on CUDA (ignored on CPU).
+    num_workers : int, default 0
+        DataLoader worker processes reading bags (useful for mel memmaps on a GPU machine).
+    progress : bool, default True
+        A tqdm bar per epoch (loss; validation accuracy at the end of the epoch).
+
+    Returns
+    -------
+    FitResult
+    """
+    from tqdm.auto import tqdm
+
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {patience}")
+    if list(train_data.classes) != list(val_data.classes):
+        raise ValueError("train_data and val_data use different class lists")
+    n_classes = len(train_data.classes)
+    dev = resolve_device(device)
+    deterministic_before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        gen = seed_everything(seed)
+        model.to(dev)
+        counts = np.bincount(train_data.labels, minlength=n_classes).astype(np.float64)
+        weights = _class_weights(class_weights, counts)
+        weights = None if weights is None else weights.to(dev)
+        prior = np.maximum(counts, 1e-12) / counts.sum()
+        offset = torch.tensor(logit_adjustment * np.log(prior), dtype=torch.float32, device=dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        train_loader = _loader(train_data, batch_size=batch_size, shuffle=True, generator=gen, device=dev,
+                               num_workers=num_workers)
+        val_loader = _loader(val_data, batch_size=batch_size, shuffle=False, device=dev,
+                             num_workers=num_workers)
+
+        history: list[dict] = []
+        best: tuple[float, float] | None = None  # (acc, -loss)
+        best_epoch, best_state, since_best, stopped = 0, {}, 0, False
+        ckpt_path = None
+        if checkpoint_dir is not None:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            ckpt_path = str(Path(checkpoint_dir) / "best.pt")
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum, n_seen = 0.0, 0
+            bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+            for batch in bar:
+                batch = batch.to(dev)
+                with _autocast(dev, amp):
+                    logits, _ = model(batch.instances, batch.mask, batch.labels)
+                loss = F.cross_entropy(logits.float() + offset, batch.labels, weight=weights)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * len(batch.labels)
+                n_seen += len(batch.labels)
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}")
+            val_acc, val_loss = _evaluate_loss_acc(model, val_loader, dev, amp, offset)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(n_seen, 1),
+                "val_accuracy": val_acc,
+                "val_loss": val_loss,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_acc=f"{val_acc:.4f}")
+            bar.close()
+            if progress:
+                tqdm.write(
+                    f"epoch {epoch}: train_loss={row['train_loss']:.4f} "
+                    f"val_acc={val_acc:.4f} val_loss={val_loss:.4f}"
+                )
+            key = (val_acc, -val_loss)
+            if best is None or key > best:
+                improved_acc = best is None or val_acc > best[0]
+                best, best_epoch = key, epoch
+                best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+                if ckpt_path is not None:
+                    torch.save(
+                        {
+                            "state_dict": best_state,
+                            "epoch": epoch,
+                            "val_accuracy": float(val_acc),
+                            "val_loss": float(val_loss),
+                            "classes": list(train_data.classes),
+                            "history": copy.deepcopy(history),
+                        },
+                        ckpt_path,
+                    )
+                since_best = 0 if improved_acc else since_best + 1
+            else:
+                since_best += 1
+            if patience is not None and since_best >= patience:
+                stopped = epoch < epochs
+                break
+        model.load_state_dict(best_state)
+        assert best is not None
+        return FitResult(
+            best_epoch=best_epoch,
+            best_val_accuracy=float(best[0]),
+            best_val_loss=float(-best[1]),
+            history=history,
+            best_state=best_state,
+            checkpoint_path=ckpt_path,
+            device=str(dev),
+            stopped_early=stopped,
+        )
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict:
+    """Load a :func:`fit` checkpoint with ``weights_only=True``; load it into ``model`` if given.
+
+    Returns the checkpoint dict (``state_dict``, ``epoch``, ``val_accuracy``, ``val_loss``,
+    ``classes``, ``history``).
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if model is not None:
+        model.load_state_dict(ckpt["state_dict"])
+    return ckpt
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+
+
+@dataclass
+class Predictions:
+    """Bag-level outputs of :func:`predict`.
+
+    Attributes
+    ----------
+    bag_ids : list of str (n_bags)
+    scores : ndarray (n_bags, C)
+        Softmax probabilities.
+    labels : ndarray (n_bags,)
+        The dataset's bag labels (class indices).
+    attention : list of ndarray
+        Per bag, a 1-D array over its instances (in membership order): the attention of the
+        predicted genre's query for MATT, the pooling's weights otherwise.
+    attention_all : list of ndarray (C, n) or None
+        MATT only, when requested: one distribution per genre query.
+    classes : list of str
+    """
+
+    bag_ids: list[str]
+    scores: np.ndarray
+    labels: np.ndarray
+    attention: list[np.ndarray]
+    attention_all: list[np.ndarray] | None
+    classes: list[str]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Predicted class index per bag, (n_bags,)."""
+        return self.scores.argmax(axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Scores as a DataFrame (index ``bag_id``, one column per genre).
+
+        For bags of one (``bag_id = str(track_id)``), ``frame.set_axis(frame.index.astype(int))``
+        gives the track-indexed probabilities that :func:`mattlib.mil.late_fusion` accepts.
+        """
+        return pd.DataFrame(self.scores, index=pd.Index(self.bag_ids, name="bag_id"), columns=self.classes)
+
+
+def predict(
+    model: nn.Module,
+    data: BagDataset,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    all_attention: bool = False,
+    amp: bool = True,
+) -> Predictions:
+    """Score every bag of ``data`` (model in eval mode, no labels passed).
+
+    Parameters
+    ----------
+    model : nn.Module
+        As for :func:`fit`.
+    data : BagDataset
+    batch_size : int, default 32
+    device : 'auto' or a device
+    all_attention : bool, default False
+        Also keep MATT's (C, n) attention per bag.
+    amp : bool, default True
+        bf16 autocast on CUDA.
+
+    Returns
+    -------
+    Predictions
+    """
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    ids: list[str] = []
+    scores, labels = [], []
+    att_pred: list[np.ndarray] = []
+    att_all: list[np.ndarray] = []
+    with torch.no_grad():
+        for batch in _loader(data, batch_size=batch_size, shuffle=False, device=dev):
+            batch = batch.to(dev)
+            with _autocast(dev, amp):
+                logits, att = model(batch.instances, batch.mask)
+            probs = torch.softmax(logits.float(), dim=1)
+            pred = probs.argmax(1)
+            att = att.float()
+            sizes = batch.mask.sum(1).tolist()
+            for b, n in enumerate(sizes):
+                if att.dim() == 3:
+                    att_pred.append(att[b, pred[b], :n].cpu().numpy())
+                    if all_attention:
+                        att_all.append(att[b, :, :n].cpu().numpy())
+                else:
+                    att_pred.append(att[b, :n].cpu().numpy())
+            ids.extend(batch.bag_ids)
+            scores.append(probs.cpu().numpy())
+            labels.append(batch.labels.cpu().numpy())
+    return Predictions(
+        bag_ids=ids,
+        scores=np.concatenate(scores),
+        labels=np.concatenate(labels),
+        attention=att_pred,
+        attention_all=att_all if (all_attention and att_all) else None,
+        classes=list(data.classes),
+    )

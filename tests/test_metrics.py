@@ -1,0 +1,182 @@
+"""Metrics: Top@K, micro PR / AP against hand computations and scikit-learn, evaluate()."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_recall_curve,
+    top_k_accuracy_score,
+)
+
+from mattlib.metrics import (
+    PAPER_TAIL_SETS,
+    average_precision_micro,
+    bags_of_one,
+    bootstrap_ci,
+    evaluate,
+    frequency_groups,
+    macro_f1,
+    micro_pr_curve,
+    summarize_seeds,
+    tail_sets,
+    top_k_accuracy,
+)
+
+
+def test_top_k_hand_case():
+    scores = np.array([
+        [0.5, 0.3, 0.1, 0.1],  # true 1: rank 2
+        [0.1, 0.2, 0.3, 0.4],  # true 0: rank 4
+        [0.2, 0.5, 0.25, 0.05],  # true 2: rank 2
+        [0.7, 0.1, 0.1, 0.1],  # true 0: rank 1
+    ])
+    y = np.array([1, 0, 2, 0])
+    assert top_k_accuracy(y, scores, k=1) == 0.25
+    assert top_k_accuracy(y, scores, k=2) == 0.75
+    assert top_k_accuracy(y, scores, k=4) == 1.0
+    # restricted to the "tail" genres {1, 2}: items 0 and 2, both rank 2
+    assert top_k_accuracy(y, scores, k=1, restrict_to=[1, 2]) == 0.0
+    assert top_k_accuracy(y, scores, k=2, restrict_to=[1, 2]) == 1.0
+    assert top_k_accuracy(y, scores, k=2, restrict_to=[3]) is None
+
+
+def test_top_k_matches_sklearn():
+    rng = np.random.default_rng(0)
+    scores = rng.random((200, 8))
+    y = rng.integers(0, 8, 200)
+    for k in (2, 3, 5):
+        assert top_k_accuracy(y, scores, k=k) == pytest.approx(
+            top_k_accuracy_score(y, scores, k=k, labels=range(8)))
+        tail = np.isin(y, [5, 6, 7])
+        assert top_k_accuracy(y, scores, k=k, restrict_to=[5, 6, 7]) == pytest.approx(
+            top_k_accuracy_score(y[tail], scores[tail], k=k, labels=range(8)))
+
+
+def test_micro_ap_hand_case():
+    # 2 items x 2 genres; ranked pairs: 0.9 (+), 0.6 (-), 0.4 (+), 0.1 (-)
+    scores = np.array([[0.9, 0.1], [0.6, 0.4]])
+    y = np.array([0, 1])
+    # precision at the positives: 1/1 and 2/3, each recall step 1/2
+    assert average_precision_micro(y, scores) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    p, r, t = micro_pr_curve(y, scores)
+    np.testing.assert_allclose(p, [0.5, 2 / 3, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(r, [1.0, 1.0, 0.5, 0.5, 0.0])
+    np.testing.assert_allclose(t, [0.1, 0.4, 0.6, 0.9])
+
+
+def test_micro_pr_matches_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.random((120, 6)), 2)  # many ties
+    y = rng.integers(0, 6, 120)
+    onehot = np.eye(6)[y]
+    assert average_precision_micro(y, scores) == pytest.approx(
+        average_precision_score(onehot, scores, average="micro"))
+    ours = micro_pr_curve(y, scores)
+    theirs = precision_recall_curve(onehot.ravel(), scores.ravel(), drop_intermediate=False)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b)
+
+
+def test_macro_f1_matches_sklearn():
+    rng = np.random.default_rng(2)
+    y, p = rng.integers(0, 5, 100), rng.integers(0, 4, 100)
+    assert macro_f1(y, p, 6) == pytest.approx(f1_score(y, p, average="macro"))
+
+
+def test_tail_sets_and_groups():
+    counts = {"Rock": 5000, "Pop": 900, "Country": 150, "International": 700, "Blues": 60,
+              "Soul-RnB": 90, "Spoken": 95, "Easy Listening": 15}
+    sets = tail_sets(counts)
+    assert sets["<100"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"]
+    assert sets["<200"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken", "Country"]
+    assert tail_sets(counts, thresholds={"<100": 20, "<200": 65}) == {
+        "<100": ["Easy Listening"], "<200": ["Easy Listening", "Blues"]}
+    assert list(tail_sets(counts, thresholds=(12.5,))) == ["<12.5"]
+    assert "International" in PAPER_TAIL_SETS["<100"]
+    assert set(PAPER_TAIL_SETS["<200"]) == set(PAPER_TAIL_SETS["<100"]) | {"Country"}
+    groups = frequency_groups(counts, head_min=1000, tail_max=200)
+    assert groups["head"] == ["Rock"]
+    assert groups["medium"] == ["Pop", "International"]
+    assert set(groups["tail"]) == set(sets["<200"])
+
+
+def _toy():
+    """Two album bags and a single; genres A (head), B, C (tail)."""
+    membership = pd.DataFrame({
+        "bag_id": ["x", "x", "x", "y", "y", "z"],
+        "track_id": [1, 2, 3, 4, 5, 6],
+        "split": ["test"] * 6,
+        "genre": ["A", "A", "B", "C", "C", "B"],
+        "bag_genre": ["A", "A", "A", "C", "C", "B"],
+        "bag_size": [3, 3, 3, 2, 2, 1],
+    })
+    scores = np.array([[0.6, 0.3, 0.1],  # x -> A (2 of 3 tracks right)
+                       [0.5, 0.1, 0.4],  # y -> A (wrong; C second)
+                       [0.2, 0.7, 0.1]])  # z -> B (right)
+    return membership, scores
+
+
+def test_evaluate_hand_case_and_json():
+    membership, scores = _toy()
+    counts = {"A": 2000, "B": 150, "C": 50}
+    out = evaluate(bag_ids=["x", "y", "z"], scores=scores, membership=membership,
+                   classes=["A", "B", "C"], train_counts=counts, ks=(1, 2, 3, 5), n_boot=200,
+                   seed=0, include_pr_curve=True)
+    json.dumps(out)  # serialisable
+    assert out["n_bags"] == 3 and out["n_tracks"] == 6
+    assert out["track_accuracy"] == pytest.approx(3 / 6)
+    assert out["bag_accuracy"] == pytest.approx(2 / 3)
+    y = np.array([0, 0, 1, 2, 2, 1])
+    p = np.array([0, 0, 0, 0, 0, 1])
+    assert out["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert out["per_genre_recall"] == {"A": 1.0, "B": 0.5, "C": 0.0}
+    track_scores = scores[[0, 0, 0, 1, 1, 2]]
+    assert out["average_precision"] == pytest.approx(
+        average_precision_score(np.eye(3)[y], track_scores, average="micro"))
+    # tail sets from counts: <100 = {C}, <200 = {C, B}
+    assert out["tail_sets"]["<100"] == ["C"] and out["tail_sets"]["<200"] == ["C", "B"]
+    assert out["top_k"]["<100"]["2"] == 1.0  # both C tracks have C second
+    assert out["top_k"]["<200"]["1"] == pytest.approx(1 / 4)  # only track 6 (B, bag z) is top-1
+    assert out["top_k"]["<200"]["2"] == 1.0
+    assert out["tail_support"] == {"<100": 2, "<200": 4, "paper<100": 0, "paper<200": 0}
+    assert out["top_k"]["paper<100"]["2"] is None  # no paper genre among A, B, C
+    assert out["group_recall"] == {"head": 1.0, "medium": None, "tail": 0.25}  # B, C < 200
+    lo, hi = out["ci"]["track_accuracy"]
+    assert 0 <= lo <= out["track_accuracy"] <= hi <= 1
+    assert out["pr_curve"]["recall"][-1] == 0.0
+
+
+def test_case_study_bags_of_one():
+    membership, _ = _toy()
+    single = bags_of_one(membership)
+    assert list(single["bag_id"]) == ["1", "2", "3", "4", "5", "6"]
+    assert (single["bag_genre"] == single["genre"]).all() and (single["bag_size"] == 1).all()
+    scores = np.tile([0.2, 0.5, 0.3], (6, 1))
+    out = evaluate(bag_ids=list(single["bag_id"]), scores=scores, membership=single,
+                   classes=["A", "B", "C"], train_counts={"A": 2000, "B": 150, "C": 50}, n_boot=0)
+    assert out["track_accuracy"] == out["bag_accuracy"] == pytest.approx(2 / 6)
+    assert "ci" not in out
+
+
+def test_bootstrap_is_seeded():
+    values = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    fn = lambda c: float(np.sum(c * values) / c.sum())  # noqa: E731
+    a = bootstrap_ci(fn, len(values), n_boot=300, seed=3)
+    assert a == bootstrap_ci(fn, len(values), n_boot=300, seed=3)
+    assert a != bootstrap_ci(fn, len(values), n_boot=300, seed=4)
+    assert a[0] < values.mean() < a[1]
+
+
+def test_summarize_seeds():
+    runs = [{"acc": 0.5, "top_k": {"<100": {"2": 0.2}}, "name": "m"},
+            {"acc": 0.7, "top_k": {"<100": {"2": None}}, "name": "m"}]
+    s = summarize_seeds(runs)
+    assert s["acc"]["mean"] == pytest.approx(0.6) and s["acc"]["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert s["top_k"]["<100"]["2"] == {"mean": 0.2, "sd": 0.0, "n": 1}
+    assert s["name"] == "m"

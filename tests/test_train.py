@@ -1,0 +1,185 @@
+"""Bag datasets, the fit loop (validation-only model selection, checkpoints, seeds), predict."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mattlib.encoders import make_encoder
+from mattlib.mil import BagModel, make_pooling, synthetic_mil_task
+from mattlib.train import BagDataset, collate_bags, fit, load_checkpoint, predict, resolve_device
+
+CLASSES = ["g0", "g1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model(pooling="none", dim=8, seed=0):
+    torch.manual_seed(seed)
+    return BagModel(
+        make_encoder("mlp", input_shape=dim, hidden=(8,), dropout=0.0),
+        make_pooling(pooling, in_dim=8, n_classes=2),
+    )
+
+
+def _tracks(n, seed, split, first):
+    """Bags of one track (track-level training), two genres."""
+    return synthetic_mil_task(n_bags=n, n_classes=2, dim=8, min_size=1, max_size=1, seed=seed,
+                              split=split, first_track_id=first)
+
+
+def test_bag_dataset_and_collate_from_float16_memmap(tmp_path):
+    membership = pd.DataFrame({
+        "bag_id": ["a", "a", "a", "b", "c", "c"],
+        "track_id": [30, 10, 20, 40, 50, 60],
+        "split": ["training"] * 5 + ["test"],
+        "bag_genre": ["g1", "g1", "g1", "g0", "g0", "g0"],
+    })
+    ids = np.array([10, 20, 30, 40, 50, 60])
+    mel = np.lib.format.open_memmap(tmp_path / "mel.npy", mode="w+", dtype=np.float16, shape=(6, 4, 5))
+    mel[:] = np.arange(6, dtype=np.float16)[:, None, None]
+    mel.flush()
+    mel = np.load(tmp_path / "mel.npy", mmap_mode="r")
+    data = BagDataset(membership, mel, CLASSES, track_index=ids, split="training")
+    assert data.bag_ids == ["a", "b", "c"] and list(data.labels) == [1, 0, 0]
+    bag_id, x, y = data[0]
+    assert bag_id == "a" and y == 1 and x.dtype == torch.float32
+    assert x[:, 0, 0].tolist() == [2.0, 0.0, 1.0]  # instance order = membership row order
+    batch = collate_bags([data[i] for i in range(3)])
+    assert batch.instances.shape == (3, 3, 4, 5)
+    assert batch.mask.tolist() == [[True] * 3, [True, False, False], [True, False, False]]
+    assert batch.labels.tolist() == [1, 0, 0] and batch.bag_ids == ["a", "b", "c"]
+    assert torch.all(batch.instances[1, 1:] == 0)
+    capped = BagDataset(membership, mel, CLASSES, track_index=ids, max_instances=2)
+    assert capped[0][1].shape[0] == 2
+
+
+def test_bag_dataset_validates_inputs():
+    m = pd.DataFrame({"bag_id": ["a"], "track_id": [1], "bag_genre": ["rock"]})
+    feats = pd.DataFrame(np.zeros((1, 3), np.float32), index=[1])
+    with pytest.raises(ValueError, match="not in classes"):
+        BagDataset(m, feats, CLASSES)
+    with pytest.raises(ValueError, match="no instance row"):
+        BagDataset(m.assign(bag_genre="g0", track_id=2), feats, CLASSES)
+    with pytest.raises(ValueError, match="track_index"):
+        BagDataset(m.assign(bag_genre="g0"), np.zeros((1, 3)), CLASSES)
+
+
+def test_model_selection_uses_the_validation_split_only():
+    """Validation labels are flipped: the better the model fits, the worse it validates.
+
+    fit must keep the epoch with the best *validation* accuracy (epoch 1 here), even though a
+    held-out test split would prefer a later epoch; given clean validation data, it picks late.
+    """
+    train = BagDataset(*_tracks(200, 0, "training", 0)[:2], CLASSES)
+    m_val, f_val, _ = _tracks(100, 1, "validation", 10_000)
+    flipped = m_val.assign(bag_genre=m_val["bag_genre"].map({"g0": "g1", "g1": "g0"}))
+    val_flipped = BagDataset(flipped, f_val, CLASSES)
+    test = BagDataset(*_tracks(100, 2, "test", 20_000)[:2], CLASSES)
+
+    model = _model()
+    res = fit(model, train, val_flipped, epochs=6, batch_size=50, lr=3e-3, seed=1, progress=False)
+    val_curve = [h["val_accuracy"] for h in res.history]
+    assert res.best_epoch == int(np.argmax(val_curve)) + 1
+    assert res.best_epoch < 6, f"validation curve {val_curve}"
+    # the kept weights are the best epoch's: re-scoring validation reproduces its accuracy
+    pred = predict(model, val_flipped, device="cpu")
+    assert float((pred.predicted == pred.labels).mean()) == pytest.approx(res.best_val_accuracy)
+    selected_test = float((predict(model, test).predicted == test.labels).mean())
+
+    clean = _model()
+    res_clean = fit(clean, train, BagDataset(m_val, f_val, CLASSES), epochs=6, batch_size=50,
+                    lr=3e-3, seed=1, progress=False)
+    clean_test = float((predict(clean, test).predicted == test.labels).mean())
+    assert res_clean.best_epoch > res.best_epoch
+    assert clean_test > selected_test, (selected_test, clean_test)
+
+
+def test_early_stopping_patience():
+    train = BagDataset(*_tracks(100, 0, "training", 0)[:2], CLASSES)
+    m_val, f_val, _ = _tracks(60, 1, "validation", 10_000)
+    val = BagDataset(m_val.assign(bag_genre=m_val["bag_genre"].map({"g0": "g1", "g1": "g0"})), f_val, CLASSES)
+    res = fit(_model(), train, val, epochs=30, batch_size=20, lr=1e-2, seed=0, patience=2, progress=False)
+    assert res.stopped_early and len(res.history) < 30
+    assert len(res.history) - res.best_epoch <= 2
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    train = BagDataset(*synthetic_mil_task(n_bags=60, n_classes=2, dim=8, seed=0)[:2], CLASSES)
+    val = BagDataset(*synthetic_mil_task(n_bags=30, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
+    model = _model("matt")
+    res = fit(model, train, val, epochs=3, batch_size=16, lr=1e-2, seed=0, checkpoint_dir=tmp_path,
+              progress=False)
+    ckpt = torch.load(res.checkpoint_path, weights_only=True)
+    assert ckpt["epoch"] == res.best_epoch and ckpt["classes"] == CLASSES
+    fresh = _model("matt", seed=123)
+    load_checkpoint(res.checkpoint_path, fresh)
+    a, b = predict(model, val), predict(fresh, val)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    for x, y in zip(a.attention, b.attention):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_same_seed_same_training():
+    train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
+    val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
+    runs = [fit(_model("gated", seed=0), train, val, epochs=2, batch_size=8, lr=1e-2, seed=7,
+                progress=False) for _ in range(2)]
+    assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
+    for k, v in runs[0].best_state.items():
+        assert torch.equal(v, runs[1].best_state[k]), k
+
+
+def test_long_tail_options_change_the_loss():
+    m, f, _ = _tracks(60, 0, "training", 0)
+    m = m[(m["genre"] == "g1") | (m.index < 12)]  # make g0 rare
+    train = BagDataset(m, f, CLASSES)
+    losses = {}
+    for name, kw in {"plain": {}, "balanced": {"class_weights": "balanced"},
+                     "la": {"logit_adjustment": 1.0}}.items():
+        res = fit(_model(), train, train, epochs=1, batch_size=64, lr=1e-3, seed=0, progress=False, **kw)
+        losses[name] = res.history[0]["train_loss"]
+    assert len(set(losses.values())) == 3, losses
+    with pytest.raises(ValueError, match="balanced"):
+        fit(_model(), train, train, epochs=1, class_weights="inverse", progress=False)
+
+
+def test_predict_attention_shapes():
+    m, f, _ = synthetic_mil_task(n_bags=10, n_classes=2, dim=8, seed=3)
+    data = BagDataset(m, f, CLASSES)
+    pred = predict(_model("matt"), data, batch_size=4, all_attention=True)
+    sizes = m.groupby("bag_id", sort=False).size().to_numpy()
+    assert pred.scores.shape == (10, 2)
+    np.testing.assert_allclose(pred.scores.sum(1), 1, rtol=1e-6)
+    assert [len(a) for a in pred.attention] == list(sizes)
+    assert [a.shape for a in pred.attention_all] == [(2, n) for n in sizes]
+    for a, full, k in zip(pred.attention, pred.attention_all, pred.predicted):
+        np.testing.assert_allclose(a, full[k])
+    assert predict(_model("mean"), data, all_attention=True).attention_all is None
+
+
+def test_device_auto():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("encoder", ["crnn", "crnn_tf"])
+def test_mel_bag_model_trains_end_to_end(encoder):
+    """A tiny CRNN + MATT on float16 mel bags: one epoch, then predict (shapes, no NaN)."""
+    rng = np.random.default_rng(0)
+    m, _, _ = synthetic_mil_task(n_bags=12, n_classes=2, dim=1, seed=0)
+    mel = rng.normal(size=(len(m), 16, 40)).astype(np.float16)
+    data = BagDataset(m, mel, CLASSES, track_index=m["track_id"].to_numpy())
+    torch.manual_seed(0)
+    enc = make_encoder(encoder, input_shape=(16, 40), widths=(4, 8, 8, 8))
+    model = BagModel(enc, make_pooling("matt", in_dim=enc.out_dim, n_classes=2))
+    res = fit(model, data, data, epochs=1, batch_size=4, lr=1e-3, seed=0, progress=False)
+    assert np.isfinite(res.history[0]["train_loss"])
+    pred = predict(model, data, batch_size=8)
+    assert pred.scores.shape == (12, 2) and np.isfinite(pred.scores).all()
+    assert pred.to_frame().shape == (12, 2)
