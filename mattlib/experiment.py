@@ -46,27 +46,46 @@ __all__ = [
 
 #: Training tracks of FMA medium; the paper's tail thresholds (100, 200) refer to this size.
 FMA_MEDIUM_TRAIN_TRACKS = 19_922
+#: Training tracks per top genre on FMA medium (the long tail the paper studies).
+FMA_MEDIUM_TRAIN_COUNTS = {
+    "Rock": 5681, "Electronic": 5050, "Experimental": 1801, "Hip-Hop": 1761, "Folk": 1215,
+    "Instrumental": 1045, "Pop": 945, "International": 814, "Classical": 495,
+    "Old-Time / Historic": 408, "Jazz": 306, "Country": 142, "Soul-RnB": 94, "Spoken": 94,
+    "Blues": 58, "Easy Listening": 13,
+}
 _LABELS = {"lr": "LR", "knn": "KNN", "svm": "SVM", "mlp": "MLP", "crnn": "CRNN", "crnn_tf": "CRNN-TF"}
 _POOL_SUFFIX = {"none": "", "late": "+late", "mean": "+MIL", "max": "+MIL-max", "matt": "+MATT", "gated": "+gated"}
 
 
-def tail_thresholds(n_train: int, *, base: tuple[int, ...] = (100, 200)) -> tuple[float, ...]:
-    """The paper's tail thresholds, scaled to a training split smaller than FMA medium's.
+def tail_thresholds(train_counts: pd.Series | dict, *, base: tuple[int, ...] = (100, 200, 1000)) -> tuple[float, ...]:
+    """Thresholds (training tracks) of the tail sets ``<100``, ``<200`` and of the head group.
 
-    On FMA medium (19,922 training tracks) they are 100 and 200 tracks; on a smaller dataset
-    (the demo) a genre is in the tail when its share of training tracks is below
-    100 / 19,922 (resp. 200 / 19,922), the same share.
+    On a dataset the size of FMA medium (at least half its 19,922 training tracks) they are the
+    paper's 100 and 200 (and 1000 for the head). On a smaller dataset (the demo), where every
+    genre needs a floor of tracks to be testable, a count threshold would be meaningless; the
+    threshold is then placed so that the set holds as many of the rarest genres as it does on FMA
+    medium (``<100``: the 4 rarest, ``<200``: the 5 rarest; head: the 6 largest), midway between
+    the neighbouring counts.
     """
-    if n_train <= 0:
-        raise ValueError(f"n_train must be positive, got {n_train}")
-    scale = min(1.0, n_train / FMA_MEDIUM_TRAIN_TRACKS)
-    return tuple(b * scale for b in base)
+    counts = pd.Series(train_counts, dtype=float).sort_values()
+    if counts.empty or counts.sum() <= 0:
+        raise ValueError("no training tracks: cannot place tail thresholds")
+    if counts.sum() >= FMA_MEDIUM_TRAIN_TRACKS / 2:
+        return tuple(float(b) for b in base)
+    reference = sorted(FMA_MEDIUM_TRAIN_COUNTS.values())
+    values = counts.to_numpy()
+    thresholds = []
+    for b in base:
+        k = sum(c < b for c in reference)  # genres below b on FMA medium
+        k = min(max(k, 1), len(values) - 1)
+        thresholds.append(float((values[k - 1] + values[k]) / 2))
+    return tuple(thresholds)
 
 
 def study_tail_sets(train_counts: pd.Series) -> dict[str, list[str]]:
-    """Tail sets ``{"<100": [...], "<200": [...]}`` from training counts, thresholds scaled by
+    """Tail sets ``{"<100": [...], "<200": [...]}`` from training counts, thresholds placed by
     :func:`tail_thresholds` (keys keep the FMA-medium names)."""
-    lt100, lt200 = tail_thresholds(int(train_counts.sum()))
+    lt100, lt200, _ = tail_thresholds(train_counts)
     return metrics.tail_sets(train_counts.to_dict(), thresholds={"<100": lt100, "<200": lt200})
 
 
@@ -97,8 +116,8 @@ class StudyData:
         Training tracks per genre.
     instances : DataFrame or numpy array
         Feature matrix (index track_id) or log-mel array (n_tracks, n_mels, frames).
-    track_index : ndarray or None
-        Track id of each row of a log-mel array (``None`` for a DataFrame).
+    track_index : dict or None
+        ``track_id -> row`` of a log-mel array (``None`` for a DataFrame).
     feature_set : str
     data_root : Path
     subset : str
@@ -108,7 +127,7 @@ class StudyData:
     classes: list[str]
     train_counts: pd.Series
     instances: Any
-    track_index: np.ndarray | None
+    track_index: dict[int, int] | None
     feature_set: str
     data_root: Path
     subset: str
@@ -116,7 +135,8 @@ class StudyData:
 
     @property
     def tail_thresholds(self) -> tuple[float, ...]:
-        return tail_thresholds(int(self.train_counts.sum()))
+        """(``<100``, ``<200``, head) thresholds, see :func:`tail_thresholds`."""
+        return tail_thresholds(self.train_counts)
 
     @property
     def instance_shape(self) -> tuple[int, ...]:
@@ -141,14 +161,19 @@ class StudyData:
                 + "; ".join(parts))
 
 
+def _row_map(store) -> dict[int, int]:
+    """track_id -> row of a MelStore's array (failed rows are not in its index)."""
+    return {int(t): int(r) for t, r in zip(store.index.index, store.index["row"])}
+
+
 def _load_instances(*, data_root: Path, cache_dir: Path, feature_set: str, mel: dict[str, Any],
                     features_source: str):
     from mattlib import features
 
     if feature_set == "mel":
         settings = features.MelSettings(**mel)
-        store = features.load_mel(cache_dir / f"mel-{settings.settings_id}")
-        return store.array, np.asarray(store.track_ids, dtype=np.int64)
+        store = features.load_mel(features.mel_dir(cache_dir, settings))
+        return store.mel, _row_map(store)
     official = data_root / "fma_metadata" / "features.csv"
     if features_source == "fma" or (features_source == "auto" and official.exists()):
         table = fma.load_features(official)
@@ -196,7 +221,14 @@ def load_study_data(
         data_root=data_root, cache_dir=cache_dir, feature_set=feature_set, mel=mel or {},
         features_source=features_source,
     )
-    available = instances.index if isinstance(instances, pd.DataFrame) else track_index
+    if isinstance(instances, pd.DataFrame):
+        bad = ~np.isfinite(instances.to_numpy(dtype=float))
+        if bad.any():
+            # skew / kurtosis of a constant series (e.g. a silent chroma bin) are undefined
+            warnings.warn(f"{int(bad.any(axis=1).sum())} track(s) have {int(bad.sum())} undefined "
+                          "feature value(s) (NaN/inf, e.g. skew of a constant); set to 0", stacklevel=2)
+            instances = instances.mask(bad, 0.0)
+    available = instances.index if isinstance(instances, pd.DataFrame) else list(track_index)
     has_features = tracks.index.isin(available)
     missing = int((~has_features & tracks[("track", "genre_top")].notna().to_numpy()).sum())
     if missing:
@@ -324,8 +356,7 @@ class ExperimentResult:
 
 
 def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dict:
-    lt100, lt200 = data.tail_thresholds
-    head_min = tail_thresholds(int(data.train_counts.sum()), base=(1000,))[0]
+    lt100, lt200, head_min = data.tail_thresholds
     return metrics.evaluate(
         bag_ids=bag_ids, scores=scores, membership=membership, classes=data.classes,
         train_counts=data.train_counts.to_dict(), tail_thresholds={"<100": lt100, "<200": lt200},
@@ -536,17 +567,18 @@ def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any] | 
     from mattlib import features
 
     if data.feature_set == "mel":
-        array, index = data.instances, data.track_index
+        array, row = data.instances, data.track_index
     else:
         candidates = sorted(Path(cache_dir).glob("mel-*/index.csv"))
         if mel:
-            candidates = [Path(cache_dir) / f"mel-{features.MelSettings(**mel).settings_id}" / "index.csv"]
+            candidates = [features.mel_dir(cache_dir, features.MelSettings(**mel)) / "index.csv"]
         candidates = [c for c in candidates if c.exists()]
         if not candidates:
             return None
-        store = features.load_mel(candidates[0].parent)
-        array, index = store.array, np.asarray(store.track_ids)
-    row = {int(t): i for i, t in enumerate(index)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store = features.load_mel(candidates[0].parent)
+        array, row = store.mel, _row_map(store)
     return lambda track_id: np.asarray(array[row[int(track_id)]], dtype=np.float32)
 
 
