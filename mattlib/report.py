@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         for group, value in (summary.get("group_recall") or {}).items():
             row[f"group|{group}"] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    base = ["notebook", "cell", "label", "feature_set", "model", "pooling", "seed", "evaluation", "path",
+            "accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision"]
+    return pd.DataFrame(rows, columns=None if rows else base)
 
 
 def _mean_sd(group: pd.Series) -> tuple[float, float]:
@@ -137,7 +140,9 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
             for k in _KS:
                 row[f"published {tail} top{k}"] = paper.loc[paper_label, f"{tag}_top{k}"] if paper_label else ""
         rows.append(row)
-    return pd.DataFrame(rows)
+    base = ["notebook", "cell", "label", "feature_set", "model", "pooling", "seed", "evaluation", "path",
+            "accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision"]
+    return pd.DataFrame(rows, columns=None if rows else base)
 
 
 def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
@@ -168,6 +173,11 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
     return fig
 
 
+# plotly's "notebook" renderer inlines plotly.js (~4.8 MB) into every executed notebook; the
+# rendered pages share the report's one copy instead.
+_INLINE_PLOTLY = re.compile(r"<script[^>]*>\s*/\*\*\s*\* plotly\.js v.*?</script>", re.S)
+
+
 def _render_notebooks(run_dir: Path, out_dir: Path) -> list[tuple[str, str, str]]:
     """Render every executed notebook to HTML; returns (notebook, cell, relative html path)."""
     import nbformat
@@ -182,7 +192,8 @@ def _render_notebooks(run_dir: Path, out_dir: Path) -> list[tuple[str, str, str]
         target = out_dir / f"{notebook}__{cell}.html"
         if not target.exists() or target.stat().st_mtime < nb_path.stat().st_mtime:
             body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-            target.write_text(body)
+            shared = '<script charset="utf-8" src="../plotly.min.js"></script>'
+            target.write_text(_INLINE_PLOTLY.sub(lambda _: shared, body))
         links.append((notebook, cell, f"notebooks/{target.name}"))
     return links
 

@@ -97,6 +97,12 @@ def filter_bags(bags: list[dict], *, split: str = _ALL, true_genre: str = _ALL,
     return keep
 
 
+def _show_in_output(fig: go.Figure) -> None:
+    # Inside an Output widget only the mimetype renderer is safe: plotly's "notebook" renderer
+    # (plotly.js inlined) makes nbclient / papermill wait forever there.
+    fig.show(renderer="plotly_mimetype")
+
+
 class AttentionExplorer:
     """Interactive per-bag attention view.
 
@@ -175,8 +181,6 @@ class AttentionExplorer:
         self._show(None if index is None else self.data["bags"][index])
 
     def _show(self, bag: dict | None) -> None:
-        from IPython.display import display
-
         self.plot_out.clear_output(wait=True)
         if bag is None:
             self.figure = None
@@ -184,14 +188,13 @@ class AttentionExplorer:
             return
         self.figure = bag_attention_figure(bag, self.classes)
         with self.plot_out:
-            display(self.figure)
+            _show_in_output(self.figure)
         self.track.options = [int(t) for t in bag["tracks"]]
         self.track.value = int(bag["tracks"][0])
         self._on_track()
 
     def _on_track(self, _change: Any = None) -> None:
         import ipywidgets as w
-        from IPython.display import display
 
         track_id = self.track.value
         self.mel_out.clear_output(wait=True)
@@ -205,7 +208,7 @@ class AttentionExplorer:
                                           margin=dict(t=40, b=30, l=40, r=10),
                                           xaxis_title="frame", yaxis_title="mel band")
             with self.mel_out:
-                display(self.mel_figure)
+                _show_in_output(self.mel_figure)
         if self.audio_lookup is not None:
             path = Path(self.audio_lookup(track_id))
             if path.exists() and path.stat().st_size > 0:
