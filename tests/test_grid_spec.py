@@ -80,3 +80,21 @@ def test_choices_match_the_registries():
         mil.make_pooling(name, in_dim=4, n_classes=3)
     with pytest.raises(ValueError, match="valid"):
         encoders.make_encoder("resnet", input_shape=(8,))
+
+
+def test_every_notebook_is_output_free_and_all_its_parameters_parse():
+    import nbformat
+    import papermill
+
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [p.name[:2] for p in notebooks] == ["01", "02", "03", "04", "05", "06", "07"]
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines()
+                    if line and not line.startswith("#") and "=" in line]
+        # papermill silently drops a line it cannot parse (e.g. an '=' inside a comment)
+        assert sorted(papermill.inspect_notebook(str(path))) == sorted(assigned), path.name
+        assert {"output_dir"} <= set(assigned)

@@ -1,0 +1,173 @@
+"""The study end to end, for real: papermill runs of the real notebooks on a tiny demo, the grid
+runner (failure isolation, resume), the report, and the experiment API behind the notebooks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from mattlib import experiment, grid, report
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"epochs": 3, "patience": 3, "hidden": [32], "widths": [4, 8, 8, 8], "batch_size": 8}
+
+
+def params_file(path: Path, study: dict, notebooks: list, run: str = "tiny") -> Path:
+    mel = study["mel"]
+    spec = {
+        "run": run,
+        "output_root": str(study["base"] / "outputs"),
+        "defaults": {
+            "data_root": str(study["data_root"]), "cache_dir": str(study["cache_dir"]),
+            "mel_sr": mel["sr"], "mel_seconds": mel["seconds"], "mel_n_mels": mel["n_mels"],
+            "mel_hop_length": mel["hop_length"], "mel_n_fft": mel["n_fft"], **TINY,
+        },
+        "notebooks": notebooks,
+    }
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def matt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mattlib.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+@pytest.mark.slow
+def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
+    spec = params_file(tmp_path / "grid.yaml", tiny_study, [
+        {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]}},
+        # a deliberately crashing cell: a negative bag size is rejected inside the notebook
+        {"notebook": "03_baselines", "params": {"model": "svm", "max_bag_size": -1, "feature_set": "mfcc"}},
+    ], run="failing")
+    first = matt("run", str(spec), "--jobs", "2")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "2 executed, 0 already finished (skipped), 1 failed" in first.stdout
+    assert "FAILED 03_baselines/mfcc-svm: ValueError: max_size must be >= 1 or None, got -1" in first.stdout
+    run_dir = tiny_study["base"] / "outputs" / "failing" / "03_baselines"
+    failed_nb = nbformat.read(run_dir / "mfcc-svm" / "notebook.ipynb", as_version=4)
+    errors = [o for c in failed_nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "ValueError"
+    assert not (run_dir / "mfcc-svm" / "metrics.json").exists()
+    for cell in ("mfcc-lr", "mfcc-knn"):
+        metrics = json.loads((run_dir / cell / "metrics.json").read_text())
+        assert [r["label"] for r in metrics["results"]] == [cell.split("-")[1].upper(), cell.split("-")[1].upper() + "+late"]
+        assert 0.0 <= metrics["results"][0]["summary"]["accuracy"] <= 1.0
+    finished = {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in ("mfcc-lr", "mfcc-knn")}
+
+    second = matt("run", str(spec), "--jobs", "2")
+    assert "0 executed, 2 already finished (skipped), 1 failed" in second.stdout
+    assert {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in finished} == finished
+
+    out = matt("report", str(run_dir.parent))
+    assert out.returncode == 0, out.stderr
+    table1 = pd.read_csv(run_dir.parent / "report" / "table1.csv")
+    assert sorted(table1["model"]) == ["KNN", "KNN+late", "LR", "LR+late"]
+    assert set(table1["feature_set"]) == {"mfcc"}
+    assert table1.loc[table1["model"] == "LR", "paper_accuracy"].item() == 58.0  # the paper's Table I
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path):
+    spec = params_file(tmp_path / "study.yaml", tiny_study, [
+        {"notebook": "01_data_exploration"},
+        {"notebook": "02_features", "params": {"jobs": 1}},
+        {"notebook": "03_baselines", "params": {"feature_set": "all", "model": "lr"}},
+        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean"}},
+        {"notebook": "04_mil", "params": {"feature_set": "mel", "model": "crnn", "pooling": "none"}},
+        {"notebook": "05_matt", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
+        {"notebook": "05_matt", "params": {"feature_set": "mel", "model": "crnn_tf", "pooling": "matt"}},
+        {"notebook": "07_case_study", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
+        {"notebook": "06_long_tail"},
+    ])
+    summary = grid.run_grid(spec, jobs=2, progress=False)
+    assert summary.ok, summary.describe()
+    assert len(summary.results) == 9
+    run_dir = tiny_study["base"] / "outputs" / "tiny"
+
+    explore = json.loads((run_dir / "01_data_exploration" / "default" / "metrics.json").read_text())
+    assert explore["crossing_artists"] == 0 and explore["n_genres"] == 16
+    assert explore["tail_sets"]["<100"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"][: len(explore["tail_sets"]["<100"])]
+
+    matt_cell = run_dir / "05_matt" / "all-mlp-matt"
+    attention = json.loads((matt_cell / "attention.json").read_text())
+    bag = attention["bags"][0]
+    assert len(attention["classes"]) == 16 and bag["queries"] == attention["classes"]
+    assert all(abs(sum(row) - 1) < 1e-3 for row in bag["attention"])
+    # the executed notebook keeps static attention figures, viewable without a kernel
+    nb = nbformat.read(matt_cell / "notebook.ipynb", as_version=4)
+    html_outputs = [o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert any("attention per track" in o["data"]["text/html"] for o in html_outputs)
+    assert "widgets" in nb.metadata  # widget state saved by papermill
+
+    case = json.loads((run_dir / "07_case_study" / "all-mlp-matt" / "metrics.json").read_text())
+    assert [r["evaluation"] for r in case["results"]] == [
+        "case study: bags", "case study: single", "case study: trained on single"]
+
+    index = report.build_report(run_dir)
+    page = index.read_text()
+    for heading in ("Table I", "Table II", "Precision–recall", "Attention over a few bags", "Case study"):
+        assert heading in page
+    t1 = pd.read_csv(index.parent / "table1.csv")
+    assert {"LR", "MLP+MIL", "MLP+MATT", "CRNN", "CRNN-TF+MATT"} <= set(t1["model"])
+    assert (t1["n_seeds"] == 1).all()  # the case study's bag model does not count as a second seed
+    t2 = pd.read_csv(index.parent / "table2.csv")
+    assert t2.loc[t2["model"] == "MLP+MATT", "published <100 top2"].item() == "28.24"
+    rendered = (index.parent / "notebooks" / "05_matt__all-mlp-matt.html").read_text()
+    assert "../plotly.min.js" in rendered and "attention per track" in rendered
+    assert (index.parent / "pr_curves.png").stat().st_size > 10_000
+
+
+def test_experiment_api_on_features(tiny_study):
+    data = experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"],
+                                      feature_set="mfcc")
+    assert data.instance_shape == (140,)
+    assert len(data.classes) == 16 and data.classes[0] == "International"  # FMA's genre-id order
+    # the demo's empty and truncated clips failed extraction and are left out of the bags
+    assert data.missing_features >= 1
+    result = experiment.run_baseline(data, model="lr", seed=0)
+    assert [r.label for r in result.results] == ["LR", "LR+late"]
+    test_tracks = (data.membership["split"] == "test").sum()
+    assert result.main.metrics["n_tracks"] == test_tracks
+    assert result.results[1].metrics["n_bags"] < test_tracks  # late fusion scores album bags
+    with pytest.raises(ValueError, match="unknown baseline 'xgb'; valid: lr, knn, svm, mlp"):
+        experiment.run_baseline(data, model="xgb")
+    with pytest.raises(ValueError, match="does not read feature set 'mfcc'"):
+        experiment.run_bag_model(data, model="crnn", pooling="matt")
+    with pytest.raises(ValueError, match="unknown feature set 'mfccs'; valid: chroma"):
+        experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"],
+                                   feature_set="mfccs")
+
+
+def test_tail_thresholds():
+    fma_medium = pd.Series(experiment.FMA_MEDIUM_TRAIN_COUNTS)
+    assert experiment.tail_thresholds(fma_medium) == (100.0, 200.0, 1000.0)
+    assert experiment.study_tail_sets(fma_medium) == {
+        "<100": ["Easy Listening", "Blues", "Soul-RnB", "Spoken"],
+        "<200": ["Easy Listening", "Blues", "Soul-RnB", "Spoken", "Country"],
+    }
+    # a small long-tail dataset (FMA medium / 20, at least 3 per genre): a count threshold of 100
+    # would put every genre in the tail; the thresholds fall between the same rarest genres instead
+    small = (fma_medium / 20).round().clip(lower=3)
+    assert experiment.tail_thresholds(small) == ((5 + 7) / 2, (7 + 15) / 2, (47 + 52) / 2)
+    sets = {k: set(v) for k, v in experiment.study_tail_sets(small).items()}
+    assert sets == {k: set(v) for k, v in experiment.study_tail_sets(fma_medium).items()}
+    head = experiment.tail_thresholds(small)[2]
+    assert sorted(small[small >= head].index) == sorted(fma_medium[fma_medium >= 1000].index)
+
+
+def test_cli_errors_are_clear(tmp_path):
+    out = matt("run", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 2 and "params file not found" in out.stderr
+    out = matt("features", "--root", str(tmp_path), "--kind", "fma518", "--out", str(tmp_path / "c"))
+    assert out.returncode == 2 and "tracks.csv not found" in out.stderr
+    out = matt("features", "--root", str(tmp_path), "--kind", "mfcc", "--out", str(tmp_path / "c"))
+    assert out.returncode == 2 and "invalid choice: 'mfcc'" in out.stderr
+    out = matt("study", "--data", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "no FMA metadata under" in out.stderr
