@@ -60,7 +60,8 @@ def _mel_overrides(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from mattlib import grid
 
-    summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data)
+    summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data,
+                            timeout=args.cell_timeout)
     print(summary.describe())
     return 0 if summary.ok else 1
 
@@ -76,7 +77,8 @@ def _report(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     from mattlib import grid
 
-    index, ok = grid.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force)
+    index, ok = grid.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force,
+                               cell_timeout=args.cell_timeout)
     print(f"\nreport: {index}")
     return 0 if ok else 1
 
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--force", action="store_true", help="re-run cells that already finished")
     p.add_argument("--data", type=Path, default=None, help="override data_root")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="fail a notebook cell that runs longer than this")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")
@@ -119,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, default=Path("params/demo.yaml"))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="fail a notebook cell that runs longer than this")
     p.set_defaults(func=_study)
     return parser
 

@@ -290,7 +290,11 @@ def _gpu_count() -> int:
 
 def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = NOTEBOOK_DIR,
              timeout: float | None = None) -> CellResult:
-    """Execute one cell with papermill in a fresh process; never raises on notebook errors."""
+    """Execute one cell with papermill in a fresh process; never raises on notebook errors.
+
+    ``timeout`` (seconds) bounds each notebook cell's execution (papermill's
+    ``--execution-timeout``), so a hanging cell fails instead of stalling the grid.
+    """
     cell.output_dir.mkdir(parents=True, exist_ok=True)
     params_file = cell.output_dir / "params.yaml"
     (cell.output_dir / METRICS_FILE).unlink(missing_ok=True)  # a re-run never keeps stale metrics
@@ -301,27 +305,28 @@ def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = N
         "-f", str(params_file), "-k", "python3", "--cwd", os.getcwd(), "--no-progress-bar",
         "--log-level", "WARNING",
     ]
+    if timeout:
+        command += ["--execution-timeout", str(int(timeout))]
     start = time.perf_counter()
     log = cell.output_dir / "papermill.log"
     with log.open("w") as handle:
-        try:
-            proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
-                                  env=_cell_env(slot, jobs), timeout=timeout)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = -1
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=_cell_env(slot, jobs))
+        code = proc.returncode
     seconds = time.perf_counter() - start
     if code == 0 and (cell.output_dir / METRICS_FILE).exists():
         return CellResult(cell, "done", seconds)
     if code == 0:
         error = f"notebook finished but wrote no {METRICS_FILE}"
+    elif code < 0:
+        error = f"papermill was killed by signal {-code}"
     else:
         error = _last_error(log) or f"papermill exited with status {code}"
     return CellResult(cell, "failed", seconds, error)
 
 
 def _last_error(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
+             if line.strip() and "WARNING |" not in line]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line) or "Error:" in line:
             return line[:300]
@@ -380,6 +385,7 @@ def run_study(
     data_root: str | Path | None = None,
     jobs: int = 2,
     force: bool = False,
+    cell_timeout: float | None = None,
 ) -> tuple[Path, bool]:
     """The whole study: demo data if absent, features, the grid, the report.
 
@@ -410,7 +416,7 @@ def run_study(
         print(f"features: {kind} -> {cache}")
         extraction = features.extract_subset(root, subset=subset, kind=kind, out=cache, jobs=jobs, settings=mel)
         print(f"  {extraction}")
-    summary = run_grid(spec, jobs=jobs, force=force)
+    summary = run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
     print(summary.describe())
     index = report.build_report(spec.run_dir)
     return index, summary.ok

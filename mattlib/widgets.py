@@ -143,6 +143,10 @@ class AttentionExplorer:
         self.plot_out = w.Output()
         self.mel_out = w.Output()
         self.audio_box = w.Box()
+        # audio is loaded on demand: a clip per bag change would bloat saved widget state, and an
+        # Audio widget created while papermill executes the notebook stalls nbclient
+        self.play = w.Button(description="load audio", icon="play", disabled=audio_lookup is None)
+        self.play.on_click(self._on_play)
         self.figure: go.Figure | None = None
         self.mel_figure: go.Figure | None = None
         for control in (self.split, self.true_genre, self.pred_genre, self.outcome):
@@ -152,7 +156,7 @@ class AttentionExplorer:
         self.widget = w.VBox([
             w.HBox([self.split, self.true_genre, self.pred_genre]), self.outcome,
             w.HBox([self.bag, self.status]), self.plot_out,
-            w.HBox([self.track, self.audio_box]), self.mel_out,
+            w.HBox([self.track, self.play, self.audio_box]), self.mel_out,
         ])
         self._on_filter()
 
@@ -194,8 +198,6 @@ class AttentionExplorer:
         self._on_track()
 
     def _on_track(self, _change: Any = None) -> None:
-        import ipywidgets as w
-
         track_id = self.track.value
         self.mel_out.clear_output(wait=True)
         self.mel_figure = None
@@ -209,9 +211,16 @@ class AttentionExplorer:
                                           xaxis_title="frame", yaxis_title="mel band")
             with self.mel_out:
                 _show_in_output(self.mel_figure)
-        if self.audio_lookup is not None:
-            path = Path(self.audio_lookup(track_id))
-            if path.exists() and path.stat().st_size > 0:
-                self.audio_box.children = [w.Audio.from_file(str(path), autoplay=False, loop=False)]
-            else:
-                self.audio_box.children = [w.HTML(f"no audio at {path}")]
+        self.audio_box.children = []
+
+    def _on_play(self, _button: Any = None) -> None:
+        import ipywidgets as w
+
+        track_id = self.track.value
+        if track_id is None or self.audio_lookup is None:
+            return
+        path = Path(self.audio_lookup(track_id))
+        if path.exists() and path.stat().st_size > 0:
+            self.audio_box.children = [w.Audio.from_file(str(path), autoplay=False, loop=False)]
+        else:
+            self.audio_box.children = [w.HTML(f"no audio at {path}")]

@@ -53,6 +53,19 @@ def test_filters_change_the_bags_and_the_figure():
     assert "0 bag(s)" in explorer.status.value
 
 
+def test_audio_loads_on_demand(tmp_path):
+    clip = tmp_path / "000100.mp3"
+    clip.write_bytes(b"ID3fake-mp3-bytes")
+    explorer = widgets.AttentionExplorer(DATA, audio_lookup=lambda t: clip if t == 300 else tmp_path / "none.mp3")
+    assert explorer.audio_box.children == ()
+    explorer.play.click()  # bag a, first track 300
+    assert explorer.audio_box.children[0].value == b"ID3fake-mp3-bytes"
+    explorer.track.value = 301
+    assert explorer.audio_box.children == ()
+    explorer.play.click()
+    assert "no audio at" in explorer.audio_box.children[0].value
+
+
 def test_static_figures_pick_correct_and_wrong_bags():
     figures = widgets.static_attention_figures(DATA, max_bags=2)
     titles = [f.layout.title.text for f in figures]
