@@ -97,10 +97,20 @@ def filter_bags(bags: list[dict], *, split: str = _ALL, true_genre: str = _ALL,
     return keep
 
 
-def _show_in_output(fig: go.Figure) -> None:
-    # Inside an Output widget only the mimetype renderer is safe: plotly's "notebook" renderer
-    # (plotly.js inlined) makes nbclient / papermill wait forever there.
-    fig.show(renderer="plotly_mimetype")
+def _set_output(out, fig: go.Figure | None) -> None:
+    """Show ``fig`` in an ``ipywidgets.Output`` by setting its outputs directly.
+
+    Capturing with ``with out: display(fig)`` routes messages through the kernel's output hooks,
+    which papermill / nbclient occasionally never finish (the notebook then hangs); setting the
+    widget's ``outputs`` trait is a plain state update, saved with the widget state.
+    """
+    import plotly.io as pio
+
+    if fig is None:
+        out.outputs = ()
+        return
+    bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
 
 class AttentionExplorer:
@@ -185,32 +195,30 @@ class AttentionExplorer:
         self._show(None if index is None else self.data["bags"][index])
 
     def _show(self, bag: dict | None) -> None:
-        self.plot_out.clear_output(wait=True)
         if bag is None:
             self.figure = None
+            _set_output(self.plot_out, None)
             self.track.options = []
             return
         self.figure = bag_attention_figure(bag, self.classes)
-        with self.plot_out:
-            _show_in_output(self.figure)
+        _set_output(self.plot_out, self.figure)
         self.track.options = [int(t) for t in bag["tracks"]]
         self.track.value = int(bag["tracks"][0])
         self._on_track()
 
     def _on_track(self, _change: Any = None) -> None:
         track_id = self.track.value
-        self.mel_out.clear_output(wait=True)
         self.mel_figure = None
         if track_id is None:
+            _set_output(self.mel_out, None)
             return
         if self.mel_lookup is not None:
-            mel = np.asarray(self.mel_lookup(track_id), dtype=float)
+            mel = np.round(np.asarray(self.mel_lookup(track_id), dtype=float), 1)  # dB; keeps state small
             self.mel_figure = go.Figure(go.Heatmap(z=mel, colorscale="Magma", colorbar=dict(title="dB")))
             self.mel_figure.update_layout(title=f"log-mel of track {track_id}", height=260,
                                           margin=dict(t=40, b=30, l=40, r=10),
                                           xaxis_title="frame", yaxis_title="mel band")
-            with self.mel_out:
-                _show_in_output(self.mel_figure)
+        _set_output(self.mel_out, self.mel_figure)
         self.audio_box.children = []
 
     def _on_play(self, _button: Any = None) -> None:

@@ -44,6 +44,11 @@ def test_filters_change_the_bags_and_the_figure():
 
     explorer.track.value = 201
     assert explorer.mel_figure.data[0].z[0][0] == 201.0
+    # what the notebook shows (and saves with the widget state) is the current figure
+    shown = explorer.plot_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["layout"]["title"]["text"].startswith("bag b")
+    heat = explorer.mel_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert heat["layout"]["title"]["text"] == "log-mel of track 201" and heat["data"][0]["type"] == "heatmap"
 
     explorer.outcome.value = "(all)"
     explorer.split.value = "validation"
