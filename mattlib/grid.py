@@ -355,10 +355,12 @@ def run_grid(
     summary = RunSummary(run_dir=spec.run_dir)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(spec.cells), desc=f"grid {spec.run}", unit="cell", disable=not progress)
+    ran_upstream = False  # an aggregating notebook (06) re-runs when a cell before it ran
     for stage in spec.stages:
         todo = []
         for cell in stage:
-            if not force and is_finished(cell):
+            stale = ran_upstream and "run_dir" in cell.params
+            if not force and not stale and is_finished(cell):
                 summary.results.append(CellResult(cell, "skipped"))
                 bar.update()
             else:
@@ -375,6 +377,7 @@ def run_grid(
                 bar.update()
                 if result.status == "failed":
                     bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+        ran_upstream = ran_upstream or bool(todo)
     bar.close()
     return summary
 
