@@ -149,7 +149,7 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
     """Micro-averaged precision–recall curves (tracks × genres) of every model in a run, with
     average precision in the legend (first seed of each feature set × model)."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 5.5))
+        fig, ax = plt.subplots(figsize=(11, 6))
     else:
         fig = ax.figure
     seen = set()
@@ -168,7 +168,7 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
     ax.set_ylim(0, 1.02)
     ax.set_title("Micro-averaged precision–recall (test tracks × genres)")
     if seen:
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 if len(seen) <= 24 else 2)
     fig.tight_layout()
     return fig
 
@@ -204,7 +204,9 @@ def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
 
     divs = []
     # MATT / gated attention first (mean pooling's weights are uniform by construction)
-    paths = sorted(run_dir.glob("05_matt/*/attention.json")) or sorted(run_dir.glob("*/*/attention.json"))
+    paths = sorted(run_dir.glob("05_matt/*/attention.json"),
+                   key=lambda p: ("matt" not in p.parent.name, "mel" in p.parent.name, p.parent.name))
+    paths = paths or sorted(run_dir.glob("*/*/attention.json"))
     for path in paths[:3]:
         data = json.loads(path.read_text())
         for fig in widgets.static_attention_figures(data, max_bags=max_bags):
@@ -292,7 +294,7 @@ def build_report(run_dir: str | Path) -> Path:
         "<details><summary>Table II on the paper's own tail sets</summary>",
         _format(t2[[c for c in t2.columns if not c.startswith(("ours", "published"))]]) if not t2.empty else "",
         "</details>",
-        "<h2>Precision–recall</h2><img src='pr_curves.png' style='max-width:700px'>",
+        "<h2>Precision–recall</h2><img src='pr_curves.png' style='max-width:1100px'>",
     ]
     if case_rows:
         parts += ["<h2>Case study — trained on bags, tested on single tracks</h2>",
