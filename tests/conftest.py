@@ -7,6 +7,17 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a module's torch code on one thread (small models: threads only add overhead)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fma_root() -> Path:
     """A real (truncated) FMA root: official metadata rows and three fma_small clips."""

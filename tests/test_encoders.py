@@ -8,12 +8,7 @@ from mattlib.encoders import CRNN, CRNNTF, ENCODERS, MLPEncoder, _direction_orde
 TINY = (4, 8, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.parametrize("d", [7, 140, 518])

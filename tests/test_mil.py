@@ -19,12 +19,7 @@ from mattlib.train import BagDataset, fit, predict
 D, C = 8, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _pool(name, **kw):

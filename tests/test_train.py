@@ -12,12 +12,7 @@ from mattlib.train import BagDataset, collate_bags, fit, load_checkpoint, predic
 CLASSES = ["g0", "g1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _model(pooling="none", dim=8, seed=0):
