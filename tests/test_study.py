@@ -173,3 +173,5 @@ def test_cli_errors_are_clear(tmp_path):
     assert out.returncode == 2 and "invalid choice: 'mfcc'" in out.stderr
     out = matt("study", "--data", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "no FMA metadata under" in out.stderr
+    out = matt("demo-data", "--out", str(tmp_path / "demo"), "--tracks", "50")
+    assert out.returncode == 2 and "matt demo-data: error:" in out.stderr and "n_tracks" in out.stderr
