@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -333,6 +334,14 @@ def _last_error(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _run_in_slot(cell: Cell, slots: "queue.Queue[int]", *, jobs: int, timeout: float | None) -> CellResult:
+    slot = slots.get()  # a free slot: no two running cells share a GPU
+    try:
+        return run_cell(cell, slot=slot, jobs=jobs, timeout=timeout)
+    finally:
+        slots.put(slot)
+
+
 def run_grid(
     params: str | Path | GridSpec,
     *,
@@ -356,6 +365,9 @@ def run_grid(
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(spec.cells), desc=f"grid {spec.run}", unit="cell", disable=not progress)
     ran_upstream = False  # an aggregating notebook (06) re-runs when a cell before it ran
+    slots: queue.Queue[int] = queue.Queue()  # worker slots; slot k runs on GPU k % n_gpus
+    for slot in range(jobs):
+        slots.put(slot)
     for stage in spec.stages:
         todo = []
         for cell in stage:
@@ -366,10 +378,7 @@ def run_grid(
             else:
                 todo.append(cell)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {
-                pool.submit(run_cell, cell, slot=i % jobs, jobs=jobs, timeout=timeout): cell
-                for i, cell in enumerate(todo)
-            }
+            futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout): cell for cell in todo}
             for future in as_completed(futures):
                 result = future.result()
                 summary.results.append(result)
@@ -415,6 +424,9 @@ def run_study(
     cache = Path(defaults.get("cache_dir", "outputs/cache/default"))
     subset = defaults.get("subset", "medium")
     for kind in study.get("features", ["fma518", "mel"]):
+        if kind == "fma518" and (root / "fma_metadata" / "features.csv").exists():
+            print("features: fma518 -> FMA's own fma_metadata/features.csv (nothing to extract)")
+            continue
         mel = features.MelSettings(**mel_settings_kwargs(defaults)) if kind == "mel" else None
         print(f"features: {kind} -> {cache}")
         extraction = features.extract_subset(root, subset=subset, kind=kind, out=cache, jobs=jobs, settings=mel)

@@ -175,3 +175,43 @@ def test_cli_errors_are_clear(tmp_path):
     assert out.returncode == 2 and "no FMA metadata under" in out.stderr
     out = matt("demo-data", "--out", str(tmp_path / "demo"), "--tracks", "50")
     assert out.returncode == 2 and "matt demo-data: error:" in out.stderr and "n_tracks" in out.stderr
+
+
+@pytest.mark.slow
+def test_data_exploration_on_real_fma_rows(fma_root, tmp_path):
+    spec = tmp_path / "real.yaml"
+    spec.write_text(yaml.safe_dump({
+        "run": "real", "output_root": str(tmp_path / "outputs"),
+        "defaults": {"data_root": str(fma_root), "subset": "medium"},
+        "notebooks": ["01_data_exploration"],
+    }))
+    summary = grid.run_grid(spec, jobs=1, progress=False)
+    assert summary.ok, summary.describe()
+    metrics = json.loads((tmp_path / "outputs" / "real" / "01_data_exploration" / "default" / "metrics.json").read_text())
+    assert metrics["n_tracks"] == 194  # fma_medium rows of the real sample (small ∪ medium)
+    assert metrics["crossing_artists"] == 0 and metrics["crossing_albums"] == 0
+    assert sum(metrics["tracks_per_split"].values()) == 194
+
+
+def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
+    import threading
+    import time as _time
+
+    running, seen, lock = set(), [], threading.Lock()
+
+    def fake_run_cell(cell, *, slot, jobs, timeout):
+        with lock:
+            assert slot not in running, "two running cells share a slot (GPU)"
+            running.add(slot)
+            seen.append(slot)
+        _time.sleep(0.05 if cell.cell_id.endswith("0") else 0.01)
+        with lock:
+            running.discard(slot)
+        return grid.CellResult(cell, "done")
+
+    monkeypatch.setattr(grid, "run_cell", fake_run_cell)
+    cells = [grid.Cell("03_baselines.ipynb", f"c{i}", {}, tmp_path / f"c{i}") for i in range(9)]
+    spec = grid.GridSpec(run="slots", run_dir=tmp_path, stages=[cells])
+    summary = grid.run_grid(spec, jobs=3, progress=False, force=True)
+    assert summary.ok and len(summary.results) == 9
+    assert set(seen) == {0, 1, 2}
