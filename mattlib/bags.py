@@ -19,7 +19,6 @@ majority genre of a test bag), ``album_id``, ``artist_id`` (int, -1 when unknown
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -36,6 +35,7 @@ __all__ = [
     "audit_bags",
     "LeakageError",
     "assert_no_leakage",
+    "warn_unlabelled",
 ]
 
 #: How to treat tracks with no album (album id -1 or missing).
@@ -279,11 +279,6 @@ def assert_no_leakage(membership: pd.DataFrame) -> None:
             f"{n_albums} album-artist key(s) and {n_artists} artist(s) appear in more than one "
             f"split, e.g. {audit['crossing_artists'].head(3).to_dict('records')}"
         )
-
-
-def n_chunks(size: int, max_size: int) -> int:
-    """How many chunks :func:`make_bags` cuts a bag of ``size`` tracks into."""
-    return max(1, math.ceil(size / max_size))
 
 
 def warn_unlabelled(membership: pd.DataFrame) -> None:

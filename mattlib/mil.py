@@ -101,29 +101,6 @@ class BagPooling(nn.Module):
         self.n_classes = int(n_classes)
 
 
-class InstancePooling(BagPooling):
-    """Instance-level model (``none``): classify every instance, average the logits over the bag.
-
-    ``logits = (1/n) sum_k (W s_k + b)`` over the n real instances; for a bag of one track this
-    is a plain track-level classifier. ``attention`` is uniform ``1/n`` over real instances.
-    """
-
-    def __init__(self, *, in_dim: int, n_classes: int, dropout: float = 0.0) -> None:
-        super().__init__(in_dim=in_dim, n_classes=n_classes)
-        self.drop = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_dim, n_classes)
-
-    def forward(
-        self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """See the module docstring; returns ``(B, C)`` logits and ``(B, N)`` uniform attention."""
-        _check_bags(instances, mask, self.in_dim)
-        att = _uniform(mask, instances.dtype)
-        per_instance = self.classifier(self.drop(instances))  # (B, N, C)
-        logits = torch.einsum("bn,bnc->bc", att.to(per_instance.dtype), per_instance)
-        return logits, att
-
-
 class MeanPooling(BagPooling):
     """Mean pooling: ``g = (1/n) sum_k s_k``, ``logits = M g + d``; attention uniform ``1/n``.
 
@@ -146,6 +123,16 @@ class MeanPooling(BagPooling):
         att = _uniform(mask, instances.dtype)
         bag = torch.einsum("bn,bnd->bd", att, instances)
         return self.classifier(self.drop(bag)), att
+
+
+class InstancePooling(MeanPooling):
+    """Instance-level model (``none``): classify every instance, average the logits over the bag.
+
+    ``logits = (1/n) sum_k (W s_k + b) = W ((1/n) sum_k s_k) + b``: with a linear classifier the
+    mean of the instance logits *is* the logits of the mean embedding, so this is
+    :class:`MeanPooling` under its track-level name; for a bag of one track it is a plain
+    track-level classifier. ``attention`` is uniform ``1/n`` over real instances.
+    """
 
 
 class MaxPooling(BagPooling):
