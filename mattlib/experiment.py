@@ -485,8 +485,7 @@ def run_bag_model(
     train_rows = data.split("training", single=track_level)
     val_rows = data.split("validation", single=track_level)
     test_bags, test_single = data.split("test"), data.split("test", single=True)
-    # For a bag model, MIL pooling of one track is the track model itself.
-    pool_name = "mean" if pooling in ("none", "late") else pooling
+    pool_name = "none" if pooling == "late" else pooling  # late fusion trains the track model
     encoder = encoders.make_encoder(model, input_shape=data.instance_shape,
                                     **_encoder_kwargs(model, hidden=hidden, widths=widths, dropout=dropout))
     net = mil.BagModel(encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes)))
