@@ -26,7 +26,11 @@ def genre_split_counts(membership: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_long_tail(
-    counts: pd.DataFrame, *, tail_sets: dict[str, list[str]], title: str = "Tracks per genre"
+    counts: pd.DataFrame,
+    *,
+    tail_sets: dict[str, list[str]],
+    thresholds: tuple[float, ...] = (100, 200),
+    title: str = "Tracks per genre",
 ) -> plt.Figure:
     """Bar chart (log scale) of tracks per genre and split, tail genres marked.
 
@@ -36,6 +40,8 @@ def plot_long_tail(
         From :func:`genre_split_counts`.
     tail_sets : dict
         ``{"<100": [...], "<200": [...]}`` computed from the training counts.
+    thresholds : tuple of float
+        The training-count thresholds of the tail sets (dashed lines).
     """
     splits = [s for s in _SPLITS if s in counts.columns]
     fig, ax = plt.subplots(figsize=(11, 4.2))
@@ -56,7 +62,7 @@ def plot_long_tail(
             if genre in genres:
                 ax.axvspan(pos - 0.45, pos + 0.45, color=shade, zorder=0)
         ax.bar([np.nan], [np.nan], color=shade, label=f"tail {name} training tracks")
-    for threshold in (100, 200):
+    for threshold in thresholds:
         ax.axhline(threshold, color="grey", lw=0.8, ls="--")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

@@ -287,7 +287,7 @@ def build_report(run_dir: str | Path) -> Path:
         _format(t1) if not t1.empty else "", "</details>",
         "<h2>Table II — Top@K (%) on the tail genres</h2>",
         "<p class='note'><b>ours</b>: tail sets from the training counts (&lt;100, &lt;200 training tracks, "
-        "scaled to the training-set size on small data); <b>paper_sets</b>: the paper's own sets (its "
+        "placed between the same rarest genres on small data); <b>paper_sets</b>: the paper's own sets (its "
         "&lt;100 also held International); <b>published</b>: the paper's Table II.</p>",
         _format(t2[[c for c in t2.columns if not c.startswith("paper_sets")]]) if not t2.empty
         else "<p>no model results yet</p>",
