@@ -465,6 +465,9 @@ def run_bag_model(
         and its late-fusion control; the others train on album–artist bags.
     train_on : {"bags", "single"}
         Force training on bags of one (the case study's track-level baseline).
+    checkpoint_dir : path, optional
+        ``best.pt`` (the selected model) and, while training, ``last.pt``: a killed run resumes
+        from its last finished epoch when the cell runs again.
     Other parameters go to :func:`mattlib.train.fit` and the encoder.
 
     Selection: the best epoch on the **validation** split (never the test split).
@@ -591,7 +594,9 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
     """
     from mattlib import train
 
-    bag_run = run_bag_model(data, model=model, pooling=pooling, seed=seed, progress=False, **fit_kwargs)
+    checkpoints = fit_kwargs.pop("checkpoint_dir", None)
+    bag_run = run_bag_model(data, model=model, pooling=pooling, seed=seed, progress=False,
+                            checkpoint_dir=checkpoints and Path(checkpoints) / "bags", **fit_kwargs)
     single = data.split("test", single=True)
     preds = train.predict(bag_run.network, _dataset(data, single, max_instances=None),
                           device=fit_kwargs.get("device", "auto"))
@@ -601,7 +606,8 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
         metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=single, seed=seed),
         bag_ids=preds.bag_ids, scores=preds.scores,
     )
-    track_run = run_bag_model(data, model=model, pooling="none", seed=seed, progress=False, **fit_kwargs)
+    track_run = run_bag_model(data, model=model, pooling="none", seed=seed, progress=False,
+                              checkpoint_dir=checkpoints and Path(checkpoints) / "single", **fit_kwargs)
     trained_single = track_run.results[0]
     trained_single.evaluation = "case study: trained on single"
     trained_single.label = model_label(model, "none", torch_model=True) + " trained on single tracks"

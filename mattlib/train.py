@@ -14,6 +14,7 @@ import copy
 import os
 import random
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,7 +362,10 @@ def fit(
         Early-stopping patience in epochs (None: run all epochs).
     checkpoint_dir : path, optional
         Where ``best.pt`` is written (``state_dict`` + plain metadata; loads with
-        ``torch.load(..., weights_only=True)``; see :func:`load_checkpoint`).
+        ``torch.load(..., weights_only=True)``; see :func:`load_checkpoint`). While training,
+        ``last.pt`` holds the state after the latest epoch (weights, optimizer, random
+        generators, history); a run that was killed resumes from it when called again with the
+        same data and settings, and it is removed when training ends.
     class_weights : None, 'balanced' or (C,) floats
         Cross-entropy class weights; 'balanced' = n_bags / (C * bags of the class) from the
         training split. Off by default (the paper has none).
@@ -413,11 +417,23 @@ def fit(
         history: list[dict] = []
         best: tuple[float, float] | None = None  # (acc, -loss)
         best_epoch, best_state, since_best, stopped = 0, {}, 0, False
-        ckpt_path = None
+        ckpt_path, last_path, start_epoch = None, None, 1
+        run_key = {"classes": list(train_data.classes), "n_train": len(train_data), "n_val": len(val_data),
+                   "batch_size": batch_size, "lr": float(lr), "weight_decay": float(weight_decay),
+                   "seed": seed, "logit_adjustment": float(logit_adjustment)}
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             ckpt_path = str(Path(checkpoint_dir) / "best.pt")
-        for epoch in range(1, epochs + 1):
+            last_path = Path(checkpoint_dir) / "last.pt"
+            resumed = _resume(last_path, run_key, model, opt, gen)
+            if resumed is not None:
+                history, best, best_epoch, best_state, since_best = resumed
+                start_epoch = history[-1]["epoch"] + 1 if history else 1
+                if progress:
+                    tqdm.write(f"resuming after epoch {start_epoch - 1} from {last_path}")
+                if patience is not None and since_best >= patience:
+                    start_epoch = epochs + 1  # it had already stopped early
+        for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
             model.train()
             loss_sum, n_seen = 0.0, 0
@@ -471,9 +487,14 @@ def fit(
                 since_best = 0 if improved_acc else since_best + 1
             else:
                 since_best += 1
+            if last_path is not None:
+                _save_last(last_path, run_key=run_key, model=model, opt=opt, gen=gen, history=history,
+                           best=best, best_epoch=best_epoch, best_state=best_state, since_best=since_best)
             if patience is not None and since_best >= patience:
                 stopped = epoch < epochs
                 break
+        if last_path is not None:
+            last_path.unlink(missing_ok=True)  # finished: nothing to resume
         model.load_state_dict(best_state)
         assert best is not None
         return FitResult(
@@ -488,6 +509,39 @@ def fit(
         )
     finally:
         torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+
+
+def _save_last(path: Path, *, run_key: dict, model: nn.Module, opt, gen: torch.Generator, history: list,
+               best, best_epoch: int, best_state: dict, since_best: int) -> None:
+    """Write ``last.pt`` atomically (a kill mid-write never leaves a broken resume point)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({
+        "run_key": run_key, "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "history": history, "best": list(best) if best is not None else None, "best_epoch": best_epoch,
+        "best_state": best_state, "since_best": since_best,
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, run_key: dict, model: nn.Module, opt, gen: torch.Generator):
+    """Load ``last.pt`` into model, optimizer and generators if it belongs to this run."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt resume point is not worth a crash: start over
+        warnings.warn(f"ignoring unreadable {path} ({err}); training from scratch")
+        return None
+    if state.get("run_key") != run_key:
+        warnings.warn(f"{path} belongs to another run (data or settings changed); training from scratch")
+        return None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    best = tuple(state["best"]) if state["best"] is not None else None
+    return state["history"], best, state["best_epoch"], state["best_state"], state["since_best"]
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict:

@@ -178,3 +178,39 @@ def test_mel_bag_model_trains_end_to_end(encoder):
     pred = predict(model, data, batch_size=8)
     assert pred.scores.shape == (12, 2) and np.isfinite(pred.scores).all()
     assert pred.to_frame().shape == (12, 2)
+
+
+def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
+    import mattlib.train as train_module
+
+    train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
+    val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
+    settings = dict(epochs=4, batch_size=8, lr=1e-2, seed=7, progress=False)
+    whole = fit(_model("gated", seed=0), train, val, **settings)
+
+    real_eval, calls = train_module._evaluate_loss_acc, {"n": 0}
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the process is killed during epoch 3
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_evaluate_loss_acc", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model("gated", seed=0), train, val, checkpoint_dir=tmp_path, **settings)
+    assert (tmp_path / "last.pt").exists()
+    monkeypatch.setattr(train_module, "_evaluate_loss_acc", real_eval)
+
+    # a fresh process: a new model object, the same call
+    resumed = fit(_model("gated", seed=99), train, val, checkpoint_dir=tmp_path, **settings)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+    for k, v in whole.best_state.items():
+        assert torch.equal(v, resumed.best_state[k]), k
+    assert not (tmp_path / "last.pt").exists()  # finished: nothing left to resume
+
+    # a corrupt resume point is reported and ignored
+    (tmp_path / "last.pt").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="unreadable"):
+        fit(_model("gated", seed=0), train, val, checkpoint_dir=tmp_path, **settings)
