@@ -101,7 +101,16 @@ class BagPooling(nn.Module):
         self.n_classes = int(n_classes)
 
 
-class MeanPooling(BagPooling):
+class _PooledLinear(BagPooling):
+    """A pooling followed by dropout and one linear genre classifier ``M g + d``."""
+
+    def __init__(self, *, in_dim: int, n_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(in_dim=in_dim, n_classes=n_classes)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(in_dim, n_classes)
+
+
+class MeanPooling(_PooledLinear):
     """Mean pooling: ``g = (1/n) sum_k s_k``, ``logits = M g + d``; attention uniform ``1/n``.
 
     We take this to be the paper's "MIL" baseline: the paper builds on OpenNRE's multi-instance
@@ -109,11 +118,6 @@ class MeanPooling(BagPooling):
     representations, then one classifier), and it describes MIL as pooling the bag without
     attention; max pooling (:class:`MaxPooling`) is reported beside it as the other reading.
     """
-
-    def __init__(self, *, in_dim: int, n_classes: int, dropout: float = 0.0) -> None:
-        super().__init__(in_dim=in_dim, n_classes=n_classes)
-        self.drop = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_dim, n_classes)
 
     def forward(
         self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None
@@ -135,18 +139,13 @@ class InstancePooling(MeanPooling):
     """
 
 
-class MaxPooling(BagPooling):
+class MaxPooling(_PooledLinear):
     """Max pooling: ``g_j = max_k s_kj`` per feature dim ``j``; ``logits = M g + d``.
 
     ``attention[b, k]`` is the fraction of the D feature dims that instance k wins (holds the
     maximum of), so it sums to one over the bag and is zero on padding. An all-padding bag
     gives ``g = 0`` and zero attention.
     """
-
-    def __init__(self, *, in_dim: int, n_classes: int, dropout: float = 0.0) -> None:
-        super().__init__(in_dim=in_dim, n_classes=n_classes)
-        self.drop = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_dim, n_classes)
 
     def forward(
         self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None
