@@ -28,6 +28,7 @@ go on; the run ends with a summary naming the failures.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -281,7 +282,9 @@ def _cell_env(slot: int, jobs: int) -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=1)
 def _gpu_count() -> int:
+    """CUDA GPUs visible to ``nvidia-smi`` (0 without a driver); asked once per process."""
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
