@@ -20,9 +20,9 @@ A params file::
           epochs: 5
 
 Each grid cell runs in its own papermill process into ``outputs/<run>/<notebook>/<cell-id>/``
-(``notebook.ipynb``, ``params.yaml``, ``metrics.json``, ``papermill.log``). A cell whose
-``metrics.json`` exists and whose ``params.yaml`` equals the current parameters is finished and is
-skipped unless ``force``; a crashing cell keeps its executed notebook with the error and the others
+(``notebook.ipynb``, ``params.yaml``, ``source.sha1``, ``metrics.json``, ``papermill.log``). A cell
+whose ``metrics.json`` exists and that ran with the current parameters and notebook source is
+finished and is skipped unless ``force``; a crashing cell keeps its executed notebook with the error and the others
 go on; the run ends with a summary naming the failures.
 """
 
@@ -257,10 +257,20 @@ def load_grid(
     return GridSpec(run=run, run_dir=run_dir, stages=stages, source=path)
 
 
-def is_finished(cell: Cell) -> bool:
-    """A cell is finished when its metrics.json exists and it ran with the same parameters."""
+def _source_digest(notebook: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(Path(notebook).read_bytes()).hexdigest()
+
+
+def is_finished(cell: Cell, *, notebook_dir: Path = NOTEBOOK_DIR) -> bool:
+    """A cell is finished when its metrics.json exists and it ran with the same parameters and
+    the same notebook source (editing a notebook re-runs its cells)."""
     params_file = cell.output_dir / "params.yaml"
-    if not (cell.output_dir / METRICS_FILE).exists() or not params_file.exists():
+    source_file = cell.output_dir / "source.sha1"
+    if not all(p.exists() for p in (cell.output_dir / METRICS_FILE, params_file, source_file)):
+        return False
+    if source_file.read_text().strip() != _source_digest(Path(notebook_dir) / cell.notebook):
         return False
     try:
         return yaml.safe_load(params_file.read_text()) == cell.params
@@ -303,6 +313,7 @@ def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = N
     params_file = cell.output_dir / "params.yaml"
     (cell.output_dir / METRICS_FILE).unlink(missing_ok=True)  # a re-run never keeps stale metrics
     params_file.write_text(yaml.safe_dump(cell.params, sort_keys=True))
+    (cell.output_dir / "source.sha1").write_text(_source_digest(Path(notebook_dir) / cell.notebook) + "\n")
     command = [
         sys.executable, "-m", "papermill",
         str(Path(notebook_dir) / cell.notebook), str(cell.output_dir / "notebook.ipynb"),

@@ -98,3 +98,23 @@ def test_every_notebook_is_output_free_and_all_its_parameters_parse():
         # papermill silently drops a line it cannot parse (e.g. an '=' inside a comment)
         assert sorted(papermill.inspect_notebook(str(path))) == sorted(assigned), path.name
         assert {"output_dir"} <= set(assigned)
+
+
+def test_a_cell_is_finished_only_with_the_same_params_and_notebook_source(tmp_path):
+    import yaml as _yaml
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "03_x.ipynb").write_text('{"cells": []}')
+    out = tmp_path / "out"
+    out.mkdir()
+    cell = grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(out)}, out)
+    (out / "params.yaml").write_text(_yaml.safe_dump(cell.params))
+    (out / "source.sha1").write_text(grid._source_digest(notebooks / "03_x.ipynb"))
+    assert not grid.is_finished(cell, notebook_dir=notebooks)  # no metrics.json yet
+    (out / "metrics.json").write_text("{}")
+    assert grid.is_finished(cell, notebook_dir=notebooks)
+    changed = grid.Cell("03_x.ipynb", "lr", {"model": "svm", "output_dir": str(out)}, out)
+    assert not grid.is_finished(changed, notebook_dir=notebooks)
+    (notebooks / "03_x.ipynb").write_text('{"cells": [1]}')  # the notebook was edited
+    assert not grid.is_finished(cell, notebook_dir=notebooks)
