@@ -324,19 +324,34 @@ def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = N
         command += ["--execution-timeout", str(int(timeout))]
     start = time.perf_counter()
     log = cell.output_dir / "papermill.log"
+    # papermill's limit is per notebook cell; the whole run also gets a wall-clock limit, in case
+    # the client itself stalls (the kernel idle, nbclient still waiting)
+    wall = timeout * (_code_cells(Path(notebook_dir) / cell.notebook) + 1) if timeout else None
     with log.open("w") as handle:
-        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=_cell_env(slot, jobs))
-        code = proc.returncode
+        try:
+            proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
+                                  env=_cell_env(slot, jobs), timeout=wall)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
     seconds = time.perf_counter() - start
     if code == 0 and (cell.output_dir / METRICS_FILE).exists():
         return CellResult(cell, "done", seconds)
-    if code == 0:
+    if code is None:
+        error = f"the notebook ran past its time limit ({wall:.0f} s) and was stopped"
+    elif code == 0:
         error = f"notebook finished but wrote no {METRICS_FILE}"
     elif code < 0:
         error = f"papermill was killed by signal {-code}"
     else:
         error = _last_error(log) or f"papermill exited with status {code}"
     return CellResult(cell, "failed", seconds, error)
+
+
+def _code_cells(notebook: Path) -> int:
+    import nbformat
+
+    return sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
 
 
 def _last_error(log: Path) -> str:

@@ -47,7 +47,7 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
         {"notebook": "03_baselines", "params": {"model": "svm", "max_bag_size": -1, "feature_set": "mfcc"}},
         {"notebook": "06_long_tail"},  # reads the whole run: re-runs whenever a cell before it ran
     ], run="failing")
-    first = matt("run", str(spec), "--jobs", "2")
+    first = matt("run", str(spec), "--jobs", "2", "--cell-timeout", "300")
     assert first.returncode == 1, first.stdout + first.stderr
     assert "3 executed, 0 already finished (skipped), 1 failed" in first.stdout
     assert "FAILED 03_baselines/mfcc-svm: ValueError: max_size must be >= 1 or None, got -1" in first.stdout
@@ -62,7 +62,7 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
         assert 0.0 <= metrics["results"][0]["summary"]["accuracy"] <= 1.0
     finished = {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in ("mfcc-lr", "mfcc-knn")}
 
-    second = matt("run", str(spec), "--jobs", "2")
+    second = matt("run", str(spec), "--jobs", "2", "--cell-timeout", "300")
     # the failed cell runs again (and fails again), so 06 is stale and runs again too
     assert "1 executed, 2 already finished (skipped), 1 failed" in second.stdout
     assert {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in finished} == finished
@@ -88,7 +88,7 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
         {"notebook": "07_case_study", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
         {"notebook": "06_long_tail"},
     ])
-    summary = grid.run_grid(spec, jobs=2, progress=False)
+    summary = grid.run_grid(spec, jobs=2, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     assert len(summary.results) == 9
     run_dir = tiny_study["base"] / "outputs" / "tiny"
@@ -185,7 +185,7 @@ def test_data_exploration_on_real_fma_rows(fma_root, tmp_path):
         "defaults": {"data_root": str(fma_root), "subset": "medium"},
         "notebooks": ["01_data_exploration"],
     }))
-    summary = grid.run_grid(spec, jobs=1, progress=False)
+    summary = grid.run_grid(spec, jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     metrics = json.loads((tmp_path / "outputs" / "real" / "01_data_exploration" / "default" / "metrics.json").read_text())
     assert metrics["n_tracks"] == 194  # fma_medium rows of the real sample (small ∪ medium)
@@ -215,3 +215,15 @@ def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
     summary = grid.run_grid(spec, jobs=3, progress=False, force=True)
     assert summary.ok and len(summary.results) == 9
     assert set(seen) == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_a_cell_that_runs_too_long_fails_instead_of_stalling_the_grid(tiny_study, tmp_path):
+    spec = params_file(tmp_path / "slow.yaml", tiny_study, [
+        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean",
+                                          "epochs": 100_000, "patience": 100_000}},
+    ], run="too_long")
+    summary = grid.run_grid(spec, jobs=1, progress=False, timeout=8)
+    [result] = summary.results
+    assert result.status == "failed" and result.seconds < 120
+    assert "timed out" in result.error.lower() or "time limit" in result.error, result.error
