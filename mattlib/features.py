@@ -1345,7 +1345,8 @@ def _extract_mel(
             _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar)
     finally:
         prog.close()
-        del mm
+        mm.flush()
+        mm = None  # release the memory map (on_result is never called after this)
 
     failed_ids = {t for t, _, _ in failures}
     index = pd.DataFrame(

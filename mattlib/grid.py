@@ -91,6 +91,8 @@ class GridSpec:
     run_dir: Path
     stages: list[list[Cell]]
     source: Path | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # shared parameters, data root applied
+    study: dict[str, Any] = field(default_factory=dict)  # what `matt study` prepares
 
     @property
     def cells(self) -> list[Cell]:
@@ -254,7 +256,8 @@ def load_grid(
         if aggregator:
             stages.append([])
     stages = [stage for stage in stages if stage]
-    return GridSpec(run=run, run_dir=run_dir, stages=stages, source=path)
+    return GridSpec(run=run, run_dir=run_dir, stages=stages, source=path, defaults=defaults,
+                    study=dict(spec.get("study") or {}))
 
 
 def _source_digest(notebook: Path) -> str:
@@ -435,12 +438,8 @@ def run_study(
     from mattlib import demo, features, report
 
     spec = load_grid(params, data_root=data_root)
-    raw = yaml.safe_load(Path(params).read_text()) or {}
-    defaults = dict(raw.get("defaults") or {})
-    if data_root is not None:
-        defaults.update(override_data_root(defaults, data_root))
-    study = dict(raw.get("study") or {})
-    root = Path(data_root or defaults.get("data_root", "data/demo"))
+    defaults, study = spec.defaults, spec.study
+    root = Path(defaults.get("data_root", "data/demo"))
     if not (root / "fma_metadata" / "tracks.csv").exists():
         if study.get("demo") and data_root is None:
             print(f"building the demo dataset in {root} ...")

@@ -175,6 +175,7 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
 
 # plotly's "notebook" renderer inlines plotly.js (~4.8 MB) into every executed notebook; the
 # rendered pages share the report's one copy instead.
+_SHARED_PLOTLY = '<script charset="utf-8" src="../plotly.min.js"></script>'
 _INLINE_PLOTLY = re.compile(r"<script[^>]*>\s*/\*\*\s*\* plotly\.js v.*?</script>", re.S)
 
 
@@ -192,8 +193,7 @@ def _render_notebooks(run_dir: Path, out_dir: Path) -> list[tuple[str, str, str]
         target = out_dir / f"{notebook}__{cell}.html"
         if not target.exists() or target.stat().st_mtime < nb_path.stat().st_mtime:
             body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-            shared = '<script charset="utf-8" src="../plotly.min.js"></script>'
-            target.write_text(_INLINE_PLOTLY.sub(lambda _: shared, body))
+            target.write_text(_INLINE_PLOTLY.sub(lambda _: _SHARED_PLOTLY, body))
         links.append((notebook, cell, f"notebooks/{target.name}"))
     return links
 

@@ -164,7 +164,7 @@ def test_faulty_clips(root, manifest):
     fault = manifest.set_index("fault")["track_id"]
     expected = int(SECONDS * SR)
     assert _mp3(root, fault["empty"]).stat().st_size == 0
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):
         sf.read(_mp3(root, fault["empty"]))
     truncated = _mp3(root, fault["truncated"])
     try:

@@ -1,6 +1,5 @@
 """mattlib.fma on real FMA rows (tests/data is a truncated copy of the official files)."""
 
-import shutil
 
 import pandas as pd
 import pytest

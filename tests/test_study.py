@@ -2,7 +2,6 @@
 runner (failure isolation, resume), the report, and the experiment API behind the notebooks."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
