@@ -336,7 +336,7 @@ def paired_difference(
     weights = _unit_counts(len(uniq), n_boot=n_boot, seed=seed)[:, codes]
     low, high = _percentiles(weights @ diff / np.maximum(weights.sum(1), 1), level)
     return {"difference": float(diff.mean()), "low": low, "high": high,
-            "n_tracks": int(len(a)), "n_units": int(len(uniq))}
+            "n_tracks": len(a), "n_units": len(uniq)}
 
 
 def summarize_seeds(results: Sequence[Mapping]) -> dict:
@@ -551,7 +551,7 @@ def evaluate(
     in_set = {name: np.isin(y_track, [cidx[g] for g in genres]) for name, genres in sets.items()}
     out["tail_support"] = {name: int(mask.sum()) for name, mask in in_set.items()}
     unit_codes, unit_names = pd.factorize(pd.Series(t["unit"]))
-    out["tail_album_support"] = {name: int(len(np.unique(unit_codes[mask]))) for name, mask in in_set.items()}
+    out["tail_album_support"] = {name: len(np.unique(unit_codes[mask])) for name, mask in in_set.items()}
 
     groups = frequency_groups(train_counts, head_min=head_min, tail_max=tail_max)
     groups = {k: [g for g in v if g in cidx] for k, v in groups.items()}
@@ -591,7 +591,7 @@ def evaluate(
                      for name, values in stats.items()}
         out["ci_level"] = float(level)
         out["ci_replicates"] = int(n_boot)
-        out["n_albums"] = int(len(unit_names))
+        out["n_albums"] = len(unit_names)
 
     if include_pr_curve:
         precision, rec, _ = micro_pr_curve(y_track, t["scores"])

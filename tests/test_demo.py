@@ -196,8 +196,7 @@ def test_clips_decode_to_the_clip_length(root, manifest):
 def test_genres_are_audibly_different(root, manifest):
     """MFCC statistics + an RBF SVM beat chance (1/16) threefold on held-out artists."""
     import librosa
-    from sklearn import svm
-    from sklearn import preprocessing
+    from sklearn import preprocessing, svm
     ok = manifest[manifest["fault"] == ""]
     features = []
     for track_id in ok["track_id"]:

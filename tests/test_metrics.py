@@ -222,13 +222,13 @@ def test_bootstrap_resamples_albums_for_track_level_models():
     """Tracks of one album are not independent: resampling them one by one (no album columns)
     gives a CI about sqrt(album size) too narrow; every model is resampled by album."""
     membership, scores = _albums_all_or_nothing()
-    kwargs = dict(bag_ids=list(membership["bag_id"]), scores=scores, classes=["A", "B"],
-                  train_counts={"A": 10, "B": 10}, n_boot=1000, seed=0)
+    kwargs = {"bag_ids": list(membership["bag_id"]), "scores": scores, "classes": ["A", "B"],
+              "train_counts": {"A": 10, "B": 10}, "n_boot": 1000, "seed": 0}
     by_album = evaluate(membership=membership, **kwargs)
     by_track = evaluate(membership=membership.drop(columns=["album_id", "artist_id"]), **kwargs)
     assert by_album["n_albums"] == 30 and by_album["ci_replicates"] == 1000
-    width = lambda out: out["ci"]["track_accuracy"][1] - out["ci"]["track_accuracy"][0]  # noqa: E731
-    assert width(by_album) > 1.8 * width(by_track)  # sqrt(6) = 2.4 in expectation
+    widths = [out["ci"]["track_accuracy"][1] - out["ci"]["track_accuracy"][0] for out in (by_album, by_track)]
+    assert widths[0] > 1.8 * widths[1]  # sqrt(6) = 2.4 in expectation
     assert list(resampling_units(membership.iloc[[0, 5, 6]])) == ["a0-r100", "a0-r100", "a1-r101"]
 
 

@@ -56,7 +56,7 @@ def test_the_study_path_on_twenty_real_clips(fma_root, tmp_path, torch_one_threa
     test = m[m["split"] == "test"]
     assert sorted(test["track_id"]) == [182, 1083]  # Ariel Pink (Rock), Magic Lantern (Experimental)
 
-    fit = dict(epochs=3, patience=3, batch_size=4, hidden=(16,), seed=0, progress=False)
+    fit = {"epochs": 3, "patience": 3, "batch_size": 4, "hidden": (16,), "seed": 0, "progress": False}
     for notebook, pooling in (("04_mil", "none"), ("04_mil", "mean"), ("05_matt", "matt")):
         result = experiment.run_bag_model(data, model="mlp", pooling=pooling, **fit)
         result.save(run / notebook / f"all-mlp-{pooling}", notebook=notebook)
