@@ -512,7 +512,7 @@ def run_bag_model(
     pool_kwargs = {"score": matt_score} if pool_name == "matt" else {}
     net = mil.BagModel(encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes),
                                                  **pool_kwargs))
-    chunk = data.max_bag_size or None
+    chunk = None if track_level else data.max_bag_size or None  # bags of one need no chunks
     fitted = train.fit(
         net, _dataset(data, train_rows), _dataset(data, val_rows),
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
