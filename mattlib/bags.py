@@ -1,10 +1,10 @@
 """Album–artist bags, as in the MATT paper.
 
 A *bag* is a group of tracks (*instances*) that share one genre label. Following the paper,
-tracks are grouped by ``(album id, artist id)``. For the training and validation splits the key
-also carries the track's top genre (the authors' scheme), so a bag never mixes labels; test bags
-are keyed by ``(album, artist)`` only, so a test bag may mix genres and every track keeps its own
-label for scoring.
+tracks are grouped by ``(album id, artist id)``. For the training split the key also carries the
+track's top genre (the authors' scheme), so a training bag never mixes labels. Validation and
+test bags are keyed by ``(album, artist)`` only -- model selection sees bags built exactly like
+the test's -- so such a bag may mix genres and every track keeps its own label for scoring.
 
 Bags are plain data: a *membership* table with one row per track, which pandas code reads
 directly and :mod:`mattlib.train` turns into padded tensors with a mask.
@@ -12,8 +12,8 @@ directly and :mod:`mattlib.train` turns into padded tensors with a mask.
 Membership columns
 ------------------
 ``bag_id`` (str), ``track_id`` (int), ``split`` (training / validation / test), ``genre`` (the
-track's top genre), ``bag_genre`` (the bag's label: ``genre`` for training / validation bags, the
-majority genre of a test bag), ``album_id``, ``artist_id`` (int, -1 when unknown),
+track's top genre), ``bag_genre`` (the bag's label: ``genre`` for training bags, the
+majority genre of a validation or test bag), ``album_id``, ``artist_id`` (int, -1 when unknown),
 ``bag_size`` (int). Rows of one bag are contiguous, ordered by track id.
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "MEMBERSHIP_COLUMNS",
     "make_bags",
     "singletons",
+    "tracks_above_cap",
     "bag_table",
     "bag_scopes",
     "train_counts",
@@ -50,7 +51,7 @@ MEMBERSHIP_COLUMNS = [
     "artist_id",
     "bag_size",
 ]
-_PURE_SPLITS = ("training", "validation")
+_PURE_SPLITS = ("training",)  # label-pure bags; validation and test bags are built alike
 
 
 class LeakageError(ValueError):
@@ -102,8 +103,10 @@ def make_bags(
     min_size : int
         Bags with fewer tracks are dropped (1 keeps every bag).
     max_size : int or None
-        A bag with more tracks is split into ``ceil(n / max_size)`` chunks of near-equal size
-        (by track id), each its own bag; ``None`` keeps bags whole.
+        A **training** bag with more tracks is split into ``ceil(n / max_size)`` chunks of
+        near-equal size (by track id), each its own bag (no track is dropped; this bounds the
+        memory of a training step). Validation and test bags always stay whole: a model
+        predicts an album from all of its tracks. ``None`` keeps every bag whole.
     no_album : {"singleton", "artist", "drop"}
         Tracks with album id -1 or missing: one bag per track (default), one bag per artist,
         or dropped.
@@ -153,7 +156,7 @@ def make_bags(
         size = flat.groupby("bag_id", sort=False)["track_id"].transform("size").to_numpy()
         n_chunks = np.ceil(size / max_size).astype(int)
         chunk = (position * n_chunks) // size  # near-equal chunks, in track-id order
-        chunked = n_chunks > 1
+        chunked = (n_chunks > 1) & (flat["split"] == "training").to_numpy()
         flat.loc[chunked, "bag_id"] = (
             flat.loc[chunked, "bag_id"] + "#" + pd.Series(chunk[chunked], index=flat.index[chunked]).astype(str)
         )
@@ -182,6 +185,32 @@ def singletons(membership: pd.DataFrame) -> pd.DataFrame:
     single["bag_genre"] = single["genre"]
     single["bag_size"] = 1
     return single.sort_values(["bag_id"], kind="stable").reset_index(drop=True)
+
+
+def tracks_above_cap(membership: pd.DataFrame, *, max_size: int) -> pd.DataFrame:
+    """Per split: bags with more than ``max_size`` tracks and the tracks they hold.
+
+    What a cap would touch (training bags above it are chunked by :func:`make_bags`; a capped
+    model that kept only the first ``max_size`` tracks would lose ``tracks_beyond_cap``).
+
+    Returns
+    -------
+    DataFrame indexed by split: ``bags_above``, ``tracks_in_them``, ``tracks_beyond_cap``,
+    ``share_of_tracks`` (tracks in bags above the cap / all tracks of the split).
+    """
+    if max_size < 1:
+        raise ValueError(f"max_size must be >= 1, got {max_size}")
+    table = bag_table(membership)
+    above = table["size"] > max_size
+    grouped = table.assign(above=above, inside=table["size"].where(above, 0),
+                           beyond=(table["size"] - max_size).clip(lower=0)).groupby("split")
+    out = pd.DataFrame({
+        "bags_above": grouped["above"].sum().astype(int),
+        "tracks_in_them": grouped["inside"].sum().astype(int),
+        "tracks_beyond_cap": grouped["beyond"].sum().astype(int),
+    })
+    out["share_of_tracks"] = out["tracks_in_them"] / grouped["size"].sum()
+    return out
 
 
 def bag_table(membership: pd.DataFrame) -> pd.DataFrame:

@@ -89,17 +89,24 @@ def study_tail_sets(train_counts: pd.Series) -> dict[str, list[str]]:
     return metrics.tail_sets(train_counts.to_dict(), thresholds={"<100": lt100, "<200": lt200})
 
 
-def model_label(model: str, pooling: str = "none", *, torch_model: bool = False) -> str:
-    """Display name: "SVM", "MLP+MIL", "CRNN-TF+MATT", "SVM+late"; a torch MLP on tracks is
-    "MLP (torch)" to tell it from FMA's scikit-learn MLP baseline."""
+def model_label(model: str, pooling: str = "none", *, torch_model: bool = False,
+                matt_score: str = "paper") -> str:
+    """Display name: "SVM", "MLP+MIL", "CRNN-TF+MATT", "SVM+late", "MLP+MATT (bilinear)".
+
+    The torch MLP encoder on single tracks is "MLP (torch)" ("MLP (torch)+late" fused), the
+    control of MLP+MIL / MLP+MATT; FMA's scikit-learn baseline is "MLP (sklearn)".
+    """
     if model not in _LABELS:
         raise ValueError(f"unknown model {model!r}; valid: {', '.join(_LABELS)}")
     if pooling not in _POOL_SUFFIX:
         raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(_POOL_SUFFIX)}")
+    if matt_score not in ("paper", "dot"):
+        raise ValueError(f"unknown matt_score {matt_score!r}; valid: paper, dot")
     base = _LABELS[model]
-    if torch_model and model == "mlp" and pooling in ("none", "late"):
-        base = "MLP (torch)"
-    return base + _POOL_SUFFIX[pooling]
+    if model == "mlp" and pooling in ("none", "late"):
+        base = "MLP (torch)" if torch_model else "MLP (sklearn)"
+    suffix = _POOL_SUFFIX[pooling] + (" (bilinear)" if pooling == "matt" and matt_score == "dot" else "")
+    return base + suffix
 
 
 @dataclass
@@ -132,6 +139,7 @@ class StudyData:
     data_root: Path
     subset: str
     missing_features: int = 0
+    max_bag_size: int = 0  # training bags above it are chunked; whole bags are encoded in chunks of it
 
     @property
     def tail_thresholds(self) -> tuple[float, ...]:
@@ -206,7 +214,9 @@ def load_study_data(
     feature_set : str
         One of :data:`mattlib.choices.FEATURE_SETS` ("mel" = the log-mel).
     max_bag_size : int
-        0 keeps bags whole; larger bags are cut into chunks (:func:`mattlib.bags.make_bags`).
+        0 keeps bags whole. N > 0 cuts **training** bags above N tracks into chunks
+        (:func:`mattlib.bags.make_bags`; no track is dropped); validation and test bags stay
+        whole and torch models encode them N tracks at a time, pooling all of them.
     mel : dict, optional
         :class:`mattlib.features.MelSettings` fields (which cached log-mel to read).
     features_source : {"auto", "cache", "fma"}
@@ -252,6 +262,7 @@ def load_study_data(
         data_root=data_root,
         subset=subset,
         missing_features=missing,
+        max_bag_size=int(max_bag_size or 0),
     )
 
 
@@ -318,9 +329,11 @@ class ExperimentResult:
         return pd.DataFrame(rows).set_index("model").round(2)
 
     def predictions_frame(self) -> pd.DataFrame:
-        """Per test track: genre, bag, and for each reported model the predicted genre."""
+        """Per test track: genre, bag, album (bootstrap unit), and for each reported model the
+        predicted genre (``pred <label>``)."""
         test = self.membership[self.membership["split"] == "test"]
         frame = test[["track_id", "bag_id", "genre", "bag_genre"]].copy()
+        frame["album"] = metrics.resampling_units(test)  # the unit of paired bootstraps
         for r in self.results:
             scores = pd.DataFrame(r.scores, index=r.bag_ids, columns=self.classes)
             # album-bag scores are looked up by bag, bags-of-one scores by track
@@ -360,7 +373,7 @@ def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dic
     return metrics.evaluate(
         bag_ids=bag_ids, scores=scores, membership=membership, classes=data.classes,
         train_counts=data.train_counts.to_dict(), tail_thresholds={"<100": lt100, "<200": lt200},
-        head_min=head_min, tail_max=lt200, seed=seed, n_boot=200, include_pr_curve=True,
+        head_min=head_min, tail_max=lt200, seed=seed, n_boot=1000, include_pr_curve=True,
     )
 
 
@@ -423,13 +436,12 @@ def _encoder_kwargs(model: str, *, hidden: tuple[int, ...] | None, widths: tuple
     return kwargs
 
 
-def _dataset(data: StudyData, rows: pd.DataFrame, *, max_instances: int | None):
+def _dataset(data: StudyData, rows: pd.DataFrame):
     from mattlib.train import BagDataset
 
     if isinstance(data.instances, pd.DataFrame):
-        return BagDataset(rows, data.instances, data.classes, max_instances=max_instances)
-    return BagDataset(rows, data.instances, data.classes, track_index=data.track_index,
-                      max_instances=max_instances)
+        return BagDataset(rows, data.instances, data.classes)
+    return BagDataset(rows, data.instances, data.classes, track_index=data.track_index)
 
 
 def run_bag_model(
@@ -447,7 +459,7 @@ def run_bag_model(
     hidden: tuple[int, ...] | None = None,
     widths: tuple[int, ...] | None = None,
     dropout: float | None = None,
-    max_instances: int | None = None,
+    matt_score: str = "paper",
     class_weights: str | None = None,
     logit_adjustment: float = 0.0,
     train_on: str = "bags",
@@ -465,12 +477,18 @@ def run_bag_model(
         and its late-fusion control; the others train on album–artist bags.
     train_on : {"bags", "single"}
         Force training on bags of one (the case study's track-level baseline).
+    matt_score : {"paper", "dot"}
+        MATT's score: the paper's ``tanh(w_s [s; q_g] + b_s)`` or the bilinear
+        ``s . (A q_g)`` ("MATT (bilinear)"), see :class:`mattlib.mil.MATTPooling`.
     checkpoint_dir : path, optional
         ``best.pt`` (the selected model) and, while training, ``last.pt``: a killed run resumes
         from its last finished epoch when the cell runs again.
     Other parameters go to :func:`mattlib.train.fit` and the encoder.
 
-    Selection: the best epoch on the **validation** split (never the test split).
+    Selection: the best epoch on the **validation** split (never the test split), by track
+    accuracy on validation bags built like the test's. Bags are never truncated: training bags
+    are chunked when ``data.max_bag_size`` is set, and validation / test bags are predicted from
+    all of their tracks.
     """
     import torch
 
@@ -491,18 +509,20 @@ def run_bag_model(
     pool_name = "none" if pooling == "late" else pooling  # late fusion trains the track model
     encoder = encoders.make_encoder(model, input_shape=data.instance_shape,
                                     **_encoder_kwargs(model, hidden=hidden, widths=widths, dropout=dropout))
-    net = mil.BagModel(encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes)))
+    pool_kwargs = {"score": matt_score} if pool_name == "matt" else {}
+    net = mil.BagModel(encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes),
+                                                 **pool_kwargs))
+    chunk = None if track_level else data.max_bag_size or None  # bags of one need no chunks
     fitted = train.fit(
-        net, _dataset(data, train_rows, max_instances=max_instances),
-        _dataset(data, val_rows, max_instances=max_instances),
+        net, _dataset(data, train_rows), _dataset(data, val_rows),
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
         seed=seed, patience=patience, class_weights=class_weights, logit_adjustment=logit_adjustment,
-        progress=progress, checkpoint_dir=checkpoint_dir,
+        progress=progress, checkpoint_dir=checkpoint_dir, encode_chunk=chunk,
     )
     results: list[ModelResult] = []
     attention = None
     if track_level:
-        preds = train.predict(net, _dataset(data, test_single, max_instances=None), device=device)
+        preds = train.predict(net, _dataset(data, test_single), device=device)
         label = model_label(model, "none", torch_model=True)
         results.append(ModelResult(
             label=label, model=model, pooling="none", evaluation="bags",
@@ -516,17 +536,18 @@ def run_bag_model(
         if pooling == "late":
             results.reverse()
     else:
-        preds = train.predict(net, _dataset(data, test_bags, max_instances=max_instances),
-                              device=device, all_attention=True)
+        preds = train.predict(net, _dataset(data, test_bags), device=device, all_attention=True,
+                              encode_chunk=chunk)
         results.append(ModelResult(
-            label=model_label(model, pooling), model=model, pooling=pooling, evaluation="bags",
+            label=model_label(model, pooling, matt_score=matt_score), model=model, pooling=pooling,
+            evaluation="bags",
             metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_bags, seed=seed),
             bag_ids=preds.bag_ids, scores=preds.scores,
         ))
-        attention = attention_records(preds, test_bags, data.classes, max_instances=max_instances)
+        attention = attention_records(preds, test_bags, data.classes)
     params = {"model": model, "pooling": pooling, "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "weight_decay": weight_decay, "patience": patience, "hidden": hidden, "widths": widths,
-              "max_instances": max_instances, "class_weights": class_weights,
+              "max_bag_size": data.max_bag_size, "matt_score": matt_score, "class_weights": class_weights,
               "logit_adjustment": logit_adjustment, "train_on": train_on}
     return ExperimentResult(
         feature_set=data.feature_set, seed=seed, params=params, results=results,
@@ -537,15 +558,12 @@ def run_bag_model(
     )
 
 
-def attention_records(preds, membership: pd.DataFrame, classes: list[str], *,
-                      max_instances: int | None = None) -> list[dict]:
+def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> list[dict]:
     """Per-bag attention for :mod:`mattlib.widgets` (``attention.json``'s ``bags``)."""
     rows = membership.groupby("bag_id", sort=False)
     records = []
     for i, bag_id in enumerate(preds.bag_ids):
         group = rows.get_group(bag_id)
-        if max_instances:
-            group = group.iloc[:max_instances]
         if preds.attention_all is not None:
             queries, weights = list(classes), preds.attention_all[i]
         else:
@@ -598,7 +616,7 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
     bag_run = run_bag_model(data, model=model, pooling=pooling, seed=seed, progress=False,
                             checkpoint_dir=checkpoints and Path(checkpoints) / "bags", **fit_kwargs)
     single = data.split("test", single=True)
-    preds = train.predict(bag_run.network, _dataset(data, single, max_instances=None),
+    preds = train.predict(bag_run.network, _dataset(data, single),
                           device=fit_kwargs.get("device", "auto"))
     on_single = ModelResult(
         label=model_label(model, pooling) + " on single tracks", model=model, pooling=pooling,

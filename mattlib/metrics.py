@@ -30,7 +30,9 @@ __all__ = [
     "frequency_groups",
     "macro_f1",
     "micro_pr_curve",
+    "paired_difference",
     "per_class_recall",
+    "resampling_units",
     "summarize_seeds",
     "tail_sets",
     "top_k_accuracy",
@@ -73,8 +75,9 @@ def top_k_accuracy(y_true, scores, *, k: int, restrict_to: Sequence[int] | None 
 
     Returns
     -------
-    float, or None when no item qualifies. Ties count in the item's favour (the true class's
-    rank is the number of classes with a strictly higher score).
+    float, or None when no item qualifies. Ties count **against** the item: the true class's
+    rank is the number of other classes scoring at least as high, so a model whose scores are
+    flat (e.g. kNN's 1/k probability steps) gains nothing from a tie.
     """
     y, s = _check_scores(y_true, scores)
     if k < 1:
@@ -86,9 +89,14 @@ def top_k_accuracy(y_true, scores, *, k: int, restrict_to: Sequence[int] | None 
     if not keep.any():
         return None
     y, s = y[keep], s[keep]
+    return float(_top_k_hits(y, s, k).mean())
+
+
+def _top_k_hits(y: np.ndarray, s: np.ndarray, k: int) -> np.ndarray:
+    """Per item, True when fewer than ``k`` other classes score at least as high as the true one."""
     true_score = s[np.arange(len(y)), y]
-    rank = (s > true_score[:, None]).sum(axis=1)
-    return float((rank < k).mean())
+    rank = (s >= true_score[:, None]).sum(axis=1) - 1  # ties against the true class
+    return rank < k
 
 
 def micro_pr_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,13 +125,38 @@ def micro_pr_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return precision, recall, thresholds[::-1]
 
 
-def average_precision_micro(y_true, scores) -> float:
+def average_precision_micro(y_true, scores, *, sample_weight=None) -> float:
     """Micro average precision: ``sum_n (R_n - R_{n-1}) P_n`` over the micro PR curve.
 
-    Equals ``sklearn.metrics.average_precision_score(onehot(y), scores, average='micro')``.
+    Equals ``sklearn.metrics.average_precision_score(onehot(y), scores, average='micro')``;
+    ``sample_weight`` (n_items,) weighs every (item x class) pair of an item alike.
     """
-    precision, recall, _ = micro_pr_curve(y_true, scores)
-    return float(-np.sum(np.diff(recall) * precision[:-1]))
+    y, s = _check_scores(y_true, scores)
+    weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return _micro_ap(y, s)(weights)
+
+
+def _micro_ap(y: np.ndarray, s: np.ndarray):
+    """``weights (n_items,) -> micro AP``; the pairs are sorted once (fast bootstrap)."""
+    onehot = np.zeros_like(s, dtype=bool)
+    onehot[np.arange(len(y)), y] = True
+    order = np.argsort(-s.ravel(), kind="mergesort")
+    positive = onehot.ravel()[order].astype(np.float64)
+    item = np.repeat(np.arange(len(y)), s.shape[1])[order]
+    flat_s = s.ravel()[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(flat_s)), flat_s.size - 1]  # distinct thresholds
+
+    def ap(weights: np.ndarray) -> float:
+        w = weights[item]
+        tp = np.cumsum(positive * w)[last_of_run]
+        seen = np.cumsum(w)[last_of_run]
+        if tp[-1] <= 0:
+            return float("nan")
+        precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+        recall = tp / tp[-1]
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+    return ap
 
 
 def _confusion(y_true, y_pred, n_classes: int, weights=None) -> np.ndarray:
@@ -231,16 +264,79 @@ def bootstrap_ci(
     """
     if n_units < 1:
         return float("nan"), float("nan")
+    counts = _unit_counts(n_units, n_boot=n_boot, seed=seed)
+    return _percentiles(np.array([values_fn(c) for c in counts], dtype=float), level)
+
+
+def resampling_units(membership: pd.DataFrame) -> np.ndarray:
+    """The bootstrap unit of every row: its album (``a<album>-r<artist>``).
+
+    Tracks of one album are not independent (same artist, production, label), so every model --
+    a bag model or a track-level one -- is resampled by album, which keeps their intervals
+    comparable. Tracks without an album (id < 0) are their own unit; a membership without album
+    columns falls back to ``bag_id``.
+    """
+    if not {"album_id", "artist_id"} <= set(membership.columns):
+        return membership["bag_id"].astype(str).to_numpy()
+    album = pd.to_numeric(membership["album_id"], errors="coerce").fillna(-1).astype(np.int64)
+    unit = "a" + album.astype(str) + "-r" + membership["artist_id"].astype(str)
+    return unit.where(album >= 0, "t" + membership["track_id"].astype(str)).to_numpy()
+
+
+def _unit_counts(n_units: int, *, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_units) draws of each unit per replicate (``numpy.random.default_rng(seed)``)."""
     rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for i in range(n_boot):
-        counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
-        stats[i] = values_fn(counts)
+    draws = rng.integers(0, n_units, (n_boot, n_units))
+    return np.stack([np.bincount(d, minlength=n_units) for d in draws]) if n_boot else np.zeros((0, n_units))
+
+
+def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
         return float("nan"), float("nan")
     a = (1 - level) / 2
     return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+
+
+def paired_difference(
+    correct_a,
+    correct_b,
+    units,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Paired bootstrap of a difference in accuracy on the same test tracks.
+
+    Parameters
+    ----------
+    correct_a, correct_b : (n_tracks,) float
+        Per test track, whether model A (B) is right: 0/1, or the fraction of seeds it is right.
+    units : (n_tracks,)
+        Resampling unit of each track (its album, :func:`resampling_units`); both models see the
+        same resampled albums in every replicate.
+    n_boot, seed, level
+        Replicates, seed and level of the percentile interval.
+
+    Returns
+    -------
+    dict with ``difference`` (mean of A - B over tracks), ``low``, ``high``, ``n_tracks``,
+    ``n_units``.
+    """
+    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"correct_a and correct_b must be equal-length 1-D arrays, got {a.shape}, {b.shape}")
+    codes, uniq = pd.factorize(pd.Series(np.asarray(units)))
+    if len(codes) != len(a):
+        raise ValueError(f"units has {len(codes)} entries for {len(a)} tracks")
+    if len(a) == 0:
+        raise ValueError("no tracks to compare")
+    diff = a - b
+    weights = _unit_counts(len(uniq), n_boot=n_boot, seed=seed)[:, codes]
+    low, high = _percentiles(weights @ diff / np.maximum(weights.sum(1), 1), level)
+    return {"difference": float(diff.mean()), "low": low, "high": high,
+            "n_tracks": len(a), "n_units": len(uniq)}
 
 
 def summarize_seeds(results: Sequence[Mapping]) -> dict:
@@ -307,7 +403,7 @@ def broadcast_to_tracks(
     -------
     dict with ``track_id`` (n_tracks,), ``bag_index`` (n_tracks,) row of each track's bag,
     ``y_track`` (n_tracks,) track genre index, ``y_bag`` (n_bags,) bag genre index,
-    ``scores`` (n_tracks, C).
+    ``scores`` (n_tracks, C), ``unit`` (n_tracks,) the track's album (:func:`resampling_units`).
     """
     for col in ("bag_id", "track_id", "genre", "bag_genre"):
         if col not in membership.columns:
@@ -340,6 +436,7 @@ def broadcast_to_tracks(
         "y_track": y_track,
         "y_bag": y_bag,
         "scores": s[bag_index],
+        "unit": resampling_units(rows),
     }
 
 
@@ -383,7 +480,9 @@ def evaluate(
     head_min, tail_max : int
         Group thresholds (head >= head_min, tail < tail_max training tracks).
     n_boot, seed, level
-        Bootstrap over **bags** (tracks of one album move together); ``n_boot=0`` skips it.
+        Bootstrap over **albums** (:func:`resampling_units`; tracks of one album move together,
+        for bag models and track-level models alike); ``n_boot=0`` skips it. The same seed
+        draws the same albums for every model.
     include_pr_curve : bool
         Add the micro PR curve (at most 201 points).
     split : str, optional
@@ -404,10 +503,12 @@ def evaluate(
         ``train_counts`` and ``tail_thresholds``) and ``'paper<100'``, ``'paper<200'`` (:data:`PAPER_TAIL_SETS`)
     ``tail_sets`` : {tail set: [genres]} (genres outside ``classes`` dropped)
     ``tail_support`` : {tail set: number of test tracks in it}
+    ``tail_album_support`` : {tail set: number of test albums holding such tracks}
     ``group_recall`` : {'head'|'medium'|'tail': mean per-genre recall or None}
     ``groups`` : {'head'|'medium'|'tail': [genres]}
     ``ci`` : {metric: [low, high]} for track_accuracy, bag_accuracy, macro_f1,
-        balanced_accuracy (bootstrap percentile interval at ``level``), plus ``ci_level``
+        balanced_accuracy, average_precision and ``top_k|<tail set>|<K>`` (album bootstrap
+        percentile interval at ``level``), plus ``ci_level``, ``ci_replicates``, ``n_albums``
     ``pr_curve`` : {'precision': [...], 'recall': [...]} when requested
     """
     classes = [str(c) for c in classes]
@@ -447,9 +548,10 @@ def evaluate(
         }
         for name, genres in sets.items()
     }
-    out["tail_support"] = {
-        name: int(np.isin(y_track, [cidx[g] for g in genres]).sum()) for name, genres in sets.items()
-    }
+    in_set = {name: np.isin(y_track, [cidx[g] for g in genres]) for name, genres in sets.items()}
+    out["tail_support"] = {name: int(mask.sum()) for name, mask in in_set.items()}
+    unit_codes, unit_names = pd.factorize(pd.Series(t["unit"]))
+    out["tail_album_support"] = {name: len(np.unique(unit_codes[mask])) for name, mask in in_set.items()}
 
     groups = frequency_groups(train_counts, head_min=head_min, tail_max=tail_max)
     groups = {k: [g for g in v if g in cidx] for k, v in groups.items()}
@@ -460,27 +562,36 @@ def evaluate(
         out["group_recall"][name] = float(np.mean(vals)) if vals else None
 
     if n_boot > 0:
-        bag_of_track = t["bag_index"]
-        correct_track = (pred_track == y_track).astype(float)
-        correct_bag = (pred_bag == y_bag).astype(float)
+        counts = _unit_counts(len(unit_names), n_boot=n_boot, seed=seed)
+        w_track = counts[:, unit_codes]  # (n_boot, n_tracks): tracks of a drawn album move together
+        bag_unit = pd.Series(unit_codes).groupby(t["bag_index"]).first().reindex(range(len(pred_bag)))
+        w_bag = counts[:, bag_unit.to_numpy()]
 
-        def weighted(fn):
-            def stat(counts):
-                w = counts[bag_of_track].astype(float)
-                return fn(w, counts)
-            return stat
+        def mean_of(hits: np.ndarray, w: np.ndarray) -> np.ndarray:
+            return w @ hits.astype(float) / np.maximum(w.sum(1), 1)
 
+        def per_replicate(fn) -> np.ndarray:
+            return np.array([fn(w) for w in w_track])
+
+        ap = _micro_ap(y_track, t["scores"])
         stats = {
-            "track_accuracy": weighted(lambda w, c: np.sum(w * correct_track) / max(w.sum(), 1)),
-            "bag_accuracy": lambda c: np.sum(c * correct_bag) / max(c.sum(), 1),
-            "macro_f1": weighted(lambda w, c: _macro_f1_from_cm(_confusion(y_track, pred_track, C, w))),
-            "balanced_accuracy": weighted(lambda w, c: _balanced_from_cm(_confusion(y_track, pred_track, C, w))),
+            "track_accuracy": mean_of(pred_track == y_track, w_track),
+            "bag_accuracy": mean_of(pred_bag == y_bag, w_bag),
+            "macro_f1": per_replicate(lambda w: _macro_f1_from_cm(_confusion(y_track, pred_track, C, w))),
+            "balanced_accuracy": per_replicate(lambda w: _balanced_from_cm(_confusion(y_track, pred_track, C, w))),
+            "average_precision": per_replicate(ap),
         }
-        out["ci"] = {
-            name: [_none_if_nan(v) for v in bootstrap_ci(fn, len(pred_bag), n_boot=n_boot, seed=seed, level=level)]
-            for name, fn in stats.items()
-        }
+        for name, mask in in_set.items():
+            if not mask.any():
+                continue
+            for k in ks:
+                hits = _top_k_hits(y_track[mask], t["scores"][mask], k)
+                stats[f"top_k|{name}|{k}"] = mean_of(hits, w_track[:, mask])
+        out["ci"] = {name: [_none_if_nan(v) for v in _percentiles(values, level)]
+                     for name, values in stats.items()}
         out["ci_level"] = float(level)
+        out["ci_replicates"] = int(n_boot)
+        out["n_albums"] = len(unit_names)
 
     if include_pr_curve:
         precision, rec, _ = micro_pr_curve(y_track, t["scores"])

@@ -87,11 +87,14 @@ def _uniform(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class BagPooling(nn.Module):
     """Base class: ``forward(instances (B,N,D), mask (B,N), labels=None) -> (logits (B,C), attention)``.
 
-    Subclasses set ``in_dim`` and ``n_classes``.
+    Subclasses set ``in_dim`` and ``n_classes``; one whose inference logits are already
+    log-probabilities sets ``inference_log_probs = True`` (scores are then ``exp(logits)``,
+    not a softmax).
     """
 
     in_dim: int
     n_classes: int
+    inference_log_probs = False
 
     def __init__(self, *, in_dim: int, n_classes: int) -> None:
         super().__init__()
@@ -177,14 +180,21 @@ class MATTPooling(BagPooling):
     * **Training** (``labels`` given): the bag is attended with its label's query,
       ``logits = M g_{y} + d`` (B, C) and ``attention`` is ``(B, N)``.
     * **Inference** (``labels=None``): every genre's query attends (OpenNRE's selective
-      attention), and genre g is scored from its own bag vector:
-      ``logits[:, g] = (M g_g)[g] + d[g]``; ``attention`` is ``(B, C, N)``. Vectorised over
-      genres (no Python loop).
+      attention); the bag vector ``g_g`` of query g is scored by the output layer over all
+      genres, ``p_g = softmax(M g_g + d)``, and genre g keeps its own probability
+      ``p_g[g]`` (softmax per query, then the diagonal). The returned ``logits`` are
+      ``log p_g[g]`` (``B, C``; :attr:`inference_log_probs` tells :func:`mattlib.train.predict`
+      to report ``exp(logits)``, which need not sum to one over genres); ``attention`` is
+      ``(B, C, N)``. Vectorised over genres (no Python loop).
 
     Differences from the paper, on purpose:
 
     * The queries ``q_g`` are ``nn.Parameter`` (xavier-uniform), so they are trained; the
       authors' code did not register them as parameters.
+    * With the paper's score the query enters only as ``w_q . q_g``, one offset inside the
+      tanh: every genre ranks a bag's tracks in the same order (only how peaked the weights
+      are differs). The study runs ``score='dot'`` beside it ("MATT (bilinear)") to see
+      whether genre-specific attention matters.
     * The paper prints ``e_k = tanh(W_s [s_k; q_g]) + b_s``. A bias added *outside* the tanh is
       the same for all instances of the bag, and softmax is shift-invariant, so it would be a
       no-op; we put ``b_s`` inside the tanh (``score='paper'``), where it sets the tanh's
@@ -201,6 +211,9 @@ class MATTPooling(BagPooling):
     dropout : float, default 0.0
         Dropout on the bag vector before ``M``.
     """
+
+    #: At inference the logits are log-probabilities of each genre under its own query.
+    inference_log_probs = True
 
     def __init__(
         self, *, in_dim: int, n_classes: int, score: str = "paper", dropout: float = 0.0
@@ -257,9 +270,8 @@ class MATTPooling(BagPooling):
         q = self.queries.unsqueeze(0).to(instances.dtype)  # (1, C, D)
         att = masked_softmax(self._scores(instances, q), mask.unsqueeze(1))  # (B, C, N)
         bags = self.drop(torch.einsum("bcn,bnd->bcd", att, instances))  # (B, C, D)
-        weight = self.classifier.weight.to(bags.dtype)
-        logits = torch.einsum("bcd,cd->bc", bags, weight) + self.classifier.bias.to(bags.dtype)
-        return logits, att
+        per_query = torch.log_softmax(self.classifier(bags).float(), dim=-1)  # (B, C query, C genre)
+        return torch.diagonal(per_query, dim1=1, dim2=2).to(instances.dtype), att
 
 
 class GatedAttentionPooling(BagPooling):
@@ -358,8 +370,13 @@ class BagModel(nn.Module):
         """Number of genres C."""
         return self.pooling.n_classes
 
-    def forward(self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None):
-        """Encode and pool a padded batch of bags (see the class docstring)."""
+    def forward(self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None, *,
+                encode_chunk: int | None = None):
+        """Encode and pool a padded batch of bags (see the class docstring).
+
+        ``encode_chunk``: encode at most this many instances at once (eval mode: the same
+        embeddings as in one piece), then pool every instance of the bag together.
+        """
         if instances.dim() < 3:
             raise ValueError(f"instances must be (B, N, ...), got shape {tuple(instances.shape)}")
         if mask.shape != instances.shape[:2] or mask.dtype != torch.bool:
@@ -367,7 +384,11 @@ class BagModel(nn.Module):
                 f"mask must be a bool tensor of shape {tuple(instances.shape[:2])}, "
                 f"got {mask.dtype} {tuple(mask.shape)}"
             )
-        z = self.encoder(instances[mask])  # (K, D), K = number of real instances
+        real = instances[mask]  # (K, ...), K = number of real instances
+        if encode_chunk and len(real) > encode_chunk:
+            z = torch.cat([self.encoder(part) for part in torch.split(real, encode_chunk)])
+        else:
+            z = self.encoder(real)  # (K, D)
         emb = z.new_zeros(*mask.shape, z.shape[-1])
         emb[mask] = z
         return self.pooling(emb, mask, labels)

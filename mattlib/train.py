@@ -65,9 +65,11 @@ class BagDataset(Dataset):
         Keep only membership rows with this ``split``.
     label_column : str, default 'bag_genre'
         Column holding the bag's genre (constant within a bag).
-    max_instances : int, optional
-        Keep the first ``max_instances`` instances of larger bags (deterministic; bounds the
-        cost of CRNN training on long albums).
+    track_label_column : str, default 'genre'
+        Column holding each track's own genre (:attr:`genre_counts`; the bag label when absent).
+
+    Every member track is kept: cut large training bags into chunks upstream
+    (:func:`mattlib.bags.make_bags` ``max_size``), never drop tracks.
 
     Items
     -----
@@ -83,7 +85,7 @@ class BagDataset(Dataset):
         track_index: Sequence[int] | Mapping[int, int] | None = None,
         split: str | None = None,
         label_column: str = "bag_genre",
-        max_instances: int | None = None,
+        track_label_column: str = "genre",
     ) -> None:
         for col in ("bag_id", "track_id", label_column):
             if col not in membership.columns:
@@ -110,14 +112,15 @@ class BagDataset(Dataset):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes contain duplicates")
         class_index = {c: i for i, c in enumerate(self.classes)}
-        if max_instances is not None and max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+        if track_label_column not in membership.columns:
+            track_label_column = label_column
 
         self.instances = instances
         self.instance_shape = tuple(instances.shape[1:])
         self.bag_ids: list[str] = []
         self.rows: list[np.ndarray] = []
         labels: list[int] = []
+        genre_counts: list[np.ndarray] = []
         missing_tracks: list[int] = []
         for bag_id, group in membership.groupby("bag_id", sort=False):
             genres = group[label_column].astype(str).unique()
@@ -126,8 +129,9 @@ class BagDataset(Dataset):
             if genres[0] not in class_index:
                 raise ValueError(f"bag {bag_id!r}: genre {genres[0]!r} is not in classes {self.classes}")
             tids = group["track_id"].to_numpy()
-            if max_instances is not None:
-                tids = tids[:max_instances]
+            track_genres = group[track_label_column].astype(str).map(class_index)
+            if track_genres.isna().any():
+                raise ValueError(f"bag {bag_id!r}: track genres not in classes {self.classes}")
             rows = []
             for t in tids:
                 r = lookup.get(int(t))
@@ -140,11 +144,15 @@ class BagDataset(Dataset):
             self.bag_ids.append(str(bag_id))
             self.rows.append(np.asarray(rows, dtype=np.int64))
             labels.append(class_index[genres[0]])
+            genre_counts.append(np.bincount(track_genres.to_numpy(dtype=np.int64), minlength=len(self.classes)))
         if missing_tracks:
             raise ValueError(
                 f"{len(missing_tracks)} member tracks have no instance row, e.g. {missing_tracks[:5]}"
             )
         self.labels = np.asarray(labels, dtype=np.int64)
+        #: (n_bags, C): tracks of each genre per bag (scores a bag prediction at track level).
+        self.genre_counts = np.asarray(genre_counts, dtype=np.int64).reshape(len(labels), len(self.classes))
+        self._position = {b: i for i, b in enumerate(self.bag_ids)}
 
     def __len__(self) -> int:
         return len(self.bag_ids)
@@ -155,6 +163,12 @@ class BagDataset(Dataset):
         data = np.empty((len(rows), *self.instance_shape), dtype=np.float32)
         data[order] = np.asarray(self.instances[rows[order]], dtype=np.float32)
         return self.bag_ids[i], torch.from_numpy(data), int(self.labels[i])
+
+    def track_hits(self, bag_ids: Sequence[str], predicted) -> tuple[int, int]:
+        """(tracks whose own genre is their bag's predicted genre, tracks) over ``bag_ids``."""
+        rows = self.genre_counts[[self._position[str(b)] for b in bag_ids]]
+        pred = np.asarray(predicted, dtype=np.int64)
+        return int(rows[np.arange(len(rows)), pred].sum()), int(rows.sum())
 
     def class_counts(self) -> np.ndarray:
         """Number of bags per class, shape (C,)."""
@@ -296,19 +310,25 @@ class FitResult:
     stopped_early: bool = False
 
 
-def _evaluate_loss_acc(model, loader, device, amp, loss_offset) -> tuple[float, float]:
+def _chunk_kwargs(encode_chunk: int | None) -> dict:
+    return {"encode_chunk": encode_chunk} if encode_chunk else {}
+
+
+def _evaluate_loss_acc(model, loader, device, amp, loss_offset, encode_chunk=None) -> tuple[float, float]:
+    """(track accuracy, mean bag loss) on a validation loader: each bag's prediction is given to
+    its tracks and compared with their own genres, as the test's headline metric."""
     model.eval()
-    n, correct, loss_sum = 0, 0, 0.0
+    n_bags, hits, n_tracks, loss_sum = 0, 0, 0, 0.0
     with torch.no_grad():
         for batch in loader:
             batch = batch.to(device)
             with _autocast(device, amp):
-                logits, _ = model(batch.instances, batch.mask)
+                logits, _ = model(batch.instances, batch.mask, **_chunk_kwargs(encode_chunk))
             logits = logits.float()
             loss_sum += float(F.cross_entropy(logits + loss_offset, batch.labels, reduction="sum"))
-            correct += int((logits.argmax(1) == batch.labels).sum())
-            n += len(batch.labels)
-    return correct / max(n, 1), loss_sum / max(n, 1)
+            h, t = loader.dataset.track_hits(batch.bag_ids, logits.argmax(1).cpu().numpy())
+            hits, n_tracks, n_bags = hits + h, n_tracks + t, n_bags + len(batch.labels)
+    return hits / max(n_tracks, 1), loss_sum / max(n_bags, 1)
 
 
 def fit(
@@ -329,13 +349,16 @@ def fit(
     amp: bool = True,
     num_workers: int = 0,
     progress: bool = True,
+    encode_chunk: int | None = None,
 ) -> FitResult:
     """Train a bag model (or an instance model on bags of one) with Adam.
 
     Model selection uses the **validation split only**: after every epoch the model is scored
-    on ``val_data`` (bag accuracy; the model is called without labels, i.e. MATT attends with
-    every genre's query); the epoch with the best validation accuracy is kept (ties: lower
-    validation loss, then the earlier epoch), in memory and as ``checkpoint_dir/best.pt``.
+    on ``val_data`` with the test's headline metric, track accuracy (each bag's prediction given
+    to its tracks, compared with their own genres; the model is called without labels, i.e.
+    MATT attends with every genre's query); the epoch with the best validation accuracy is kept
+    (ties: lower validation loss, then the earlier epoch), in memory and as
+    ``checkpoint_dir/best.pt``.
     Training stops early after ``patience`` epochs without a better validation accuracy.
     The test split is never seen here.
 
@@ -379,6 +402,9 @@ def fit(
         DataLoader worker processes reading bags (useful for mel memmaps on a GPU machine).
     progress : bool, default True
         A tqdm bar per epoch (loss; validation accuracy at the end of the epoch).
+    encode_chunk : int, optional
+        Validate one whole bag at a time, encoding at most this many instances at once
+        (:class:`mattlib.mil.BagModel`); bounds memory on large validation albums.
 
     Returns
     -------
@@ -411,8 +437,8 @@ def fit(
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         train_loader = _loader(train_data, batch_size=batch_size, shuffle=True, generator=gen, device=dev,
                                num_workers=num_workers)
-        val_loader = _loader(val_data, batch_size=batch_size, shuffle=False, device=dev,
-                             num_workers=num_workers)
+        val_loader = _loader(val_data, batch_size=1 if encode_chunk else batch_size, shuffle=False,
+                             device=dev, num_workers=num_workers)
 
         history: list[dict] = []
         best: tuple[float, float] | None = None  # (acc, -loss)
@@ -451,7 +477,7 @@ def fit(
                 loss_sum += loss.item() * len(batch.labels)
                 n_seen += len(batch.labels)
                 bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}")
-            val_acc, val_loss = _evaluate_loss_acc(model, val_loader, dev, amp, offset)
+            val_acc, val_loss = _evaluate_loss_acc(model, val_loader, dev, amp, offset, encode_chunk)
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum / max(n_seen, 1),
@@ -568,7 +594,8 @@ class Predictions:
     ----------
     bag_ids : list of str (n_bags)
     scores : ndarray (n_bags, C)
-        Softmax probabilities.
+        Genre probabilities: a softmax, or for MATT each genre's probability under its own
+        query (rows need not sum to one).
     labels : ndarray (n_bags,)
         The dataset's bag labels (class indices).
     attention : list of ndarray
@@ -608,6 +635,7 @@ def predict(
     device: str | torch.device = "auto",
     all_attention: bool = False,
     amp: bool = True,
+    encode_chunk: int | None = None,
 ) -> Predictions:
     """Score every bag of ``data`` (model in eval mode, no labels passed).
 
@@ -622,6 +650,9 @@ def predict(
         Also keep MATT's (C, n) attention per bag.
     amp : bool, default True
         bf16 autocast on CUDA.
+    encode_chunk : int, optional
+        Score one whole bag at a time, encoding at most this many instances at once and pooling
+        all of them (the same prediction as in one piece; bounded memory on large albums).
 
     Returns
     -------
@@ -629,16 +660,17 @@ def predict(
     """
     dev = resolve_device(device)
     model.to(dev).eval()
+    log_probs = getattr(getattr(model, "pooling", None), "inference_log_probs", False)
     ids: list[str] = []
     scores, labels = [], []
     att_pred: list[np.ndarray] = []
     att_all: list[np.ndarray] = []
     with torch.no_grad():
-        for batch in _loader(data, batch_size=batch_size, shuffle=False, device=dev):
+        for batch in _loader(data, batch_size=1 if encode_chunk else batch_size, shuffle=False, device=dev):
             batch = batch.to(dev)
             with _autocast(dev, amp):
-                logits, att = model(batch.instances, batch.mask)
-            probs = torch.softmax(logits.float(), dim=1)
+                logits, att = model(batch.instances, batch.mask, **_chunk_kwargs(encode_chunk))
+            probs = logits.float().exp() if log_probs else torch.softmax(logits.float(), dim=1)
             pred = probs.argmax(1)
             att = att.float()
             sizes = batch.mask.sum(1).tolist()

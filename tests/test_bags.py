@@ -122,3 +122,27 @@ def test_singletons_and_train_counts():
     assert counts.to_dict() == {"Rock": 2, "Pop": 1, "Blues": 0}
     scopes = bags.bag_scopes(m)
     assert sorted(len(v) for v in scopes.values()) == [1, 2]
+
+
+def test_validation_bags_are_built_like_test_bags():
+    """Model selection must see the test's bags: (album, artist) only, mixed labels kept."""
+    tracks = flat([(1, 40, 4, "validation", "Rock"), (2, 40, 4, "validation", "Rock"),
+                   (3, 40, 4, "validation", "Pop")])
+    m = bags.make_bags(tracks)
+    assert m["bag_id"].nunique() == 1
+    assert m["bag_genre"].tolist() == ["Rock"] * 3 and m["genre"].tolist() == ["Rock", "Rock", "Pop"]
+
+
+def test_only_training_bags_are_chunked_and_no_track_is_dropped():
+    tracks = flat([(i, 1, 1, "training", "Rock") for i in range(10)]
+                  + [(100 + i, 2, 2, "validation", "Pop") for i in range(10)]
+                  + [(200 + i, 3, 3, "test", "Jazz") for i in range(10)])
+    m = bags.make_bags(tracks, max_size=4)
+    sizes = bags.bag_table(m).groupby("split")["size"].apply(sorted).to_dict()
+    assert sizes == {"training": [3, 3, 4], "validation": [10], "test": [10]}
+    assert len(m) == 30
+    above = bags.tracks_above_cap(bags.make_bags(tracks), max_size=4)
+    assert above.loc["test", "bags_above"] == 1 and above.loc["test", "tracks_in_them"] == 10
+    assert above.loc["test", "tracks_beyond_cap"] == 6 and above.loc["test", "share_of_tracks"] == 1.0
+    with pytest.raises(ValueError, match="max_size must be >= 1"):
+        bags.tracks_above_cap(m, max_size=0)

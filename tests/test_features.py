@@ -99,7 +99,7 @@ def test_values_close_to_fma_reference(reference, ours, tid):
 
 
 def test_tolerances_catch_swapped_statistics_and_wrong_hop(reference, ours):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     s, ref = ours[2], reference.loc["000002-30"]
     for group in TOLERANCES:
         swapped = s[group].copy()
@@ -133,7 +133,7 @@ def test_summary_statistics_match_numpy_scipy():
 
 
 def test_fast_helpers_equal_librosa():
-    librosa = pytest.importorskip("librosa")
+    import librosa
     y, sr = load_audio(CLIP140, sr=None)
     S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512, pad_mode="reflect"))
     S[:, 5] = 0.0  # a silent frame
@@ -203,7 +203,7 @@ def test_mel_shape_and_values_paper_settings():
 
 
 def test_torch_mel_equals_librosa():
-    torch = pytest.importorskip("torch")
+    import torch
     s = F.MelSettings()
     ys = np.stack([F.mel_audio(CLIP2, s)[0], F.mel_audio(CLIP5, s)[0]])
     ref = np.stack([F.log_mel_librosa(y, s) for y in ys])
@@ -226,7 +226,7 @@ def test_numpy_mel_equals_librosa():
         assert ours.shape == ref.shape == (96, 1360) and ours.dtype == np.float32
         assert np.abs(ours - ref).max() < 1e-3
     # and librosa.load + librosa's mel on the same clip: the whole pipeline equals the plain way
-    librosa = pytest.importorskip("librosa")
+    import librosa
     y, sr = librosa.load(CLIP2, sr=12000, duration=29.0)
     ref = F.log_mel_librosa(y[:348000], s)
     assert np.abs(F.compute_mel(CLIP2)[0] - ref).max() < 1e-3
@@ -303,7 +303,11 @@ def test_extract_fma518_faulty_clips_and_fma_layout(tmp_path):
     table = fma.load_features(folder / "features.csv")
     assert table.shape == (2, 518) and table.index.tolist() == [2, 13]
     assert table.columns.equals(F.fma518_columns())
-    np.testing.assert_allclose(table.loc[2].to_numpy(), F.compute_fma518(CLIP2).to_numpy(), rtol=1e-6)
+    # The worker computed these float32 statistics in another process, where FFT / BLAS may sum
+    # in another order: sums over ~1,300 frames drift by up to ~n * eps32 (1e-4 relative) and
+    # values near zero (skew, kurtosis) need an absolute floor. Seen: 1.3e-6 on one machine.
+    np.testing.assert_allclose(table.loc[2].to_numpy(), F.compute_fma518(CLIP2).to_numpy(),
+                               rtol=1e-4, atol=1e-5)
     pq = pd.read_parquet(folder / "features.parquet")
     np.testing.assert_allclose(pq.to_numpy(), table.to_numpy(), rtol=1e-6)
     with pytest.warns(UserWarning, match="3 of 5 tracks failed"):
@@ -409,7 +413,7 @@ def test_project_2d(reference):
 
 @pytest.mark.slow
 def test_notebook_02_features_runs(tmp_path):
-    pm = pytest.importorskip("papermill")
+    import papermill as pm
     root = tmp_path / "fma"
     shutil.copytree(DATA / "fma_metadata", root / "fma_metadata")
     (root / "fma_medium" / "000").mkdir(parents=True)

@@ -22,6 +22,8 @@ from mattlib.metrics import (
     frequency_groups,
     macro_f1,
     micro_pr_curve,
+    paired_difference,
+    resampling_units,
     summarize_seeds,
     tail_sets,
     top_k_accuracy,
@@ -180,3 +182,86 @@ def test_summarize_seeds():
     assert s["acc"]["mean"] == pytest.approx(0.6) and s["acc"]["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert s["top_k"]["<100"]["2"] == {"mean": 0.2, "sd": 0.0, "n": 1}
     assert s["name"] == "m"
+
+
+def test_top_k_counts_ties_against_the_true_genre():
+    """kNN-like flat scores: a true genre tied with others is not "in the top K" for free."""
+    scores = np.array([[0.25, 0.25, 0.25, 0.25],   # four-way tie: rank 4
+                       [0.5, 0.5, 0.0, 0.0],       # two-way tie for first: rank 2
+                       [0.6, 0.2, 0.2, 0.0]])      # true 1 tied with 2 behind 0: rank 3
+    y = np.array([0, 1, 1])
+    assert top_k_accuracy(y, scores, k=1) == 0.0
+    assert top_k_accuracy(y, scores, k=2) == pytest.approx(1 / 3)
+    assert top_k_accuracy(y, scores, k=3) == pytest.approx(2 / 3)
+    assert top_k_accuracy(y, scores, k=4) == 1.0
+
+
+def test_weighted_micro_ap_matches_sklearn_sample_weight():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 5, 60)
+    scores = np.round(rng.random((60, 5)), 1)  # many ties
+    weights = rng.integers(0, 4, 60).astype(float)
+    expected = average_precision_score(np.eye(5)[y], scores, average="micro", sample_weight=weights)
+    assert average_precision_micro(y, scores, sample_weight=weights) == pytest.approx(expected, rel=1e-12)
+
+
+def _albums_all_or_nothing(n_albums=30, size=6, seed=0):
+    """Singleton test tracks of a track-level model, right or wrong album by album."""
+    rng = np.random.default_rng(seed)
+    right = rng.random(n_albums) < 0.6
+    rows, scores = [], []
+    for a in range(n_albums):
+        for i in range(size):
+            rows.append({"bag_id": f"t{a}-{i}", "track_id": a * size + i, "split": "test", "genre": "A",
+                         "bag_genre": "A", "album_id": a, "artist_id": 100 + a, "bag_size": 1})
+            scores.append([0.7, 0.3] if right[a] else [0.3, 0.7])
+    return pd.DataFrame(rows), np.array(scores)
+
+
+def test_bootstrap_resamples_albums_for_track_level_models():
+    """Tracks of one album are not independent: resampling them one by one (no album columns)
+    gives a CI about sqrt(album size) too narrow; every model is resampled by album."""
+    membership, scores = _albums_all_or_nothing()
+    kwargs = {"bag_ids": list(membership["bag_id"]), "scores": scores, "classes": ["A", "B"],
+              "train_counts": {"A": 10, "B": 10}, "n_boot": 1000, "seed": 0}
+    by_album = evaluate(membership=membership, **kwargs)
+    by_track = evaluate(membership=membership.drop(columns=["album_id", "artist_id"]), **kwargs)
+    assert by_album["n_albums"] == 30 and by_album["ci_replicates"] == 1000
+    widths = [out["ci"]["track_accuracy"][1] - out["ci"]["track_accuracy"][0] for out in (by_album, by_track)]
+    assert widths[0] > 1.8 * widths[1]  # sqrt(6) = 2.4 in expectation
+    assert list(resampling_units(membership.iloc[[0, 5, 6]])) == ["a0-r100", "a0-r100", "a1-r101"]
+
+
+def test_evaluate_gives_cis_for_ap_and_top_k_and_album_support():
+    membership, scores = _toy()
+    membership = membership.assign(album_id=[7, 7, 7, 8, 8, -1], artist_id=[1, 1, 1, 2, 2, 3])
+    out = evaluate(bag_ids=["x", "y", "z"], scores=scores, membership=membership, classes=["A", "B", "C"],
+                   train_counts={"A": 2000, "B": 150, "C": 50}, ks=(1, 2), n_boot=300, seed=0)
+    assert out["n_albums"] == 3  # the album-less track is its own unit
+    assert out["tail_album_support"] == {"<100": 1, "<200": 3, "paper<100": 0, "paper<200": 0}
+    lo, hi = out["ci"]["average_precision"]
+    assert lo <= out["average_precision"] <= hi
+    for k in ("1", "2"):
+        lo, hi = out["ci"][f"top_k|<200|{k}"]
+        assert lo <= out["top_k"]["<200"][k] <= hi
+    assert "top_k|paper<100|1" not in out["ci"]  # empty tail set: no interval
+
+
+def test_paired_difference_resamples_albums_for_both_models():
+    rng = np.random.default_rng(0)
+    units = np.repeat(np.arange(40), 5)
+    a = (rng.random(40) < 0.7)[units].astype(float)
+    same = paired_difference(a, a, units, n_boot=500)
+    assert same["difference"] == 0.0 and same["low"] == same["high"] == 0.0
+    b = a.copy()
+    b[units < 4] = 1 - b[units < 4]  # B differs from A on 4 albums only
+    out = paired_difference(a, b, units, n_boot=1000, seed=1)
+    assert out["difference"] == pytest.approx((a - b).mean())
+    assert out["low"] <= out["difference"] <= out["high"] and out["n_units"] == 40
+    # paired: the spread comes from the 4 discordant albums, far narrower than combining the
+    # two models' own intervals as if they were independent
+    own = [paired_difference(x, np.zeros_like(x), units, n_boot=1000, seed=1) for x in (a, b)]
+    independent = np.hypot(*[o["high"] - o["low"] for o in own])
+    assert out["high"] - out["low"] < 0.6 * independent
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_difference(a, b[:-1], units)

@@ -116,7 +116,7 @@ def test_max_pooling_attention_is_fraction_of_won_dims():
 
 
 def test_matt_inference_scores_each_genre_with_its_own_query():
-    """logits[:, g] at inference = column g of the label-query logits computed with query g."""
+    """OpenNRE's selective attention: softmax over genres per query g, then keep p_g[g]."""
     for score in ("paper", "dot"):
         pool = _pool("matt", score=score)
         x, mask = _bags()
@@ -124,8 +124,23 @@ def test_matt_inference_scores_each_genre_with_its_own_query():
         for g in range(C):
             with torch.no_grad():
                 lg, ag = pool(x, mask, torch.full((4,), g))
-            torch.testing.assert_close(logits[:, g], lg[:, g], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(logits[:, g], torch.log_softmax(lg, dim=1)[:, g], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(att[:, g], ag, rtol=1e-5, atol=1e-6)
+
+
+def test_matt_softmax_per_query_differs_from_diagonal_of_logits():
+    """Taking the logits' diagonal first (the old rule) predicts another genre on some bags."""
+    pool = _pool("matt", score="dot")
+    with torch.no_grad():
+        pool.classifier.weight.mul_(6.0)  # well-separated logits, as after training
+    x = torch.randn(256, 5, D, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(256, 5, dtype=torch.bool)
+    log_p, _ = _call(pool, x, mask, False)
+    diag_logits = torch.stack(
+        [pool(x, mask, torch.full((256,), g))[0][:, g] for g in range(C)], dim=1).detach()
+    assert (log_p.argmax(1) != diag_logits.argmax(1)).any()
+    assert (log_p <= 0).all()  # log-probabilities: predict() reports exp(logits)
+
 
 
 def test_matt_equations_by_hand():

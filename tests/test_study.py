@@ -77,10 +77,11 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
 @pytest.mark.slow
 def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path):
     spec = params_file(tmp_path / "study.yaml", tiny_study, [
-        {"notebook": "01_data_exploration"},
+        {"notebook": "01_data_exploration", "params": {"max_bag_size": 4}},
         {"notebook": "02_features", "params": {"jobs": 1}},
         {"notebook": "03_baselines", "params": {"feature_set": "all", "model": "lr"}},
         {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean"}},
+        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "none"}},
         {"notebook": "04_mil", "params": {"feature_set": "mel", "model": "crnn", "pooling": "none"}},
         {"notebook": "05_matt", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
         {"notebook": "05_matt", "params": {"feature_set": "mel", "model": "crnn_tf", "pooling": "matt"}},
@@ -89,11 +90,13 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     ])
     summary = grid.run_grid(spec, jobs=2, progress=False, timeout=300)
     assert summary.ok, summary.describe()
-    assert len(summary.results) == 9
+    assert len(summary.results) == 10
     run_dir = tiny_study["base"] / "outputs" / "tiny"
 
     explore = json.loads((run_dir / "01_data_exploration" / "default" / "metrics.json").read_text())
     assert explore["crossing_artists"] == 0 and explore["n_genres"] == 16
+    above = explore["above_cap"]  # tracks the CRNN cells' cap touches, per split
+    assert above["max_bag_size"] == 4 and above["test"]["tracks_in_them"] >= above["test"]["bags_above"] * 5
     assert explore["tail_sets"]["<100"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"][: len(explore["tail_sets"]["<100"])]
 
     matt_cell = run_dir / "05_matt" / "all-mlp-matt"
@@ -113,10 +116,15 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
 
     index = report.build_report(run_dir)
     page = index.read_text()
-    for heading in ("Table I", "Table II", "Precision–recall", "Attention over a few bags", "Case study"):
+    for heading in ("Table I", "Paired comparisons", "Table II", "Precision–recall", "Attention over a few bags",
+                    "Case study"):
         assert heading in page
     t1 = pd.read_csv(index.parent / "table1.csv")
-    assert {"LR", "MLP+MIL", "MLP+MATT", "CRNN", "CRNN-TF+MATT"} <= set(t1["model"])
+    assert {"LR", "MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT", "CRNN", "CRNN-TF+MATT"} <= set(t1["model"])
+    assert t1["ci_low"].notna().all() and (t1["ci_low"] <= t1["accuracy"]).all()
+    paired = pd.read_csv(index.parent / "paired.csv")
+    assert {"MLP+MATT − MLP+MIL", "MLP+MATT − MLP (torch)+late", "MLP+MIL − MLP (torch)+late",
+            "MLP+MIL − MLP (torch)"} <= set(paired["comparison"])
     assert (t1["n_seeds"] == 1).all()  # the case study's bag model does not count as a second seed
     t2 = pd.read_csv(index.parent / "table2.csv")
     assert t2.loc[t2["model"] == "MLP+MATT", "published <100 top2"].item() == "28.24"
