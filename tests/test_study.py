@@ -51,7 +51,10 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
     assert "3 executed, 0 already finished (skipped), 1 failed" in first.stdout
     assert "FAILED 03_baselines/mfcc-svm: ValueError: max_size must be >= 1 or None, got -1" in first.stdout
     run_dir = tiny_study["base"] / "outputs" / "failing" / "03_baselines"
-    failed_nb = nbformat.read(run_dir / "mfcc-svm" / "notebook.ipynb", as_version=4)
+    # a failed attempt is kept apart from the results (named in the summary)
+    attempt = run_dir.parent / ".attempts" / "03_baselines" / "mfcc-svm"
+    assert f"executed notebook: {attempt / 'notebook.ipynb'}" in first.stdout
+    failed_nb = nbformat.read(attempt / "notebook.ipynb", as_version=4)
     errors = [o for c in failed_nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors and errors[0]["ename"] == "ValueError"
     assert not (run_dir / "mfcc-svm" / "metrics.json").exists()
@@ -198,7 +201,7 @@ def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
 
     running, seen, lock = set(), [], threading.Lock()
 
-    def fake_run_cell(cell, *, slot, jobs, timeout):
+    def fake_run_cell(cell, *, slot, jobs, timeout, **_):
         with lock:
             assert slot not in running, "two running cells share a slot (GPU)"
             running.add(slot)

@@ -214,3 +214,43 @@ def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
     (tmp_path / "last.pt").write_bytes(b"broken")
     with pytest.warns(UserWarning, match="unreadable"):
         fit(_model("gated", seed=0), train, val, checkpoint_dir=tmp_path, **settings)
+
+
+def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, monkeypatch, capsys):
+    import mattlib.train as train_module
+
+    train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
+    val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
+    settings = dict(batch_size=8, lr=1e-2, seed=7, progress=False)
+    real_eval = train_module._evaluate_loss_acc
+
+    def killed_after_epoch_2():
+        calls = {"n": 0}
+
+        def evaluate(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real_eval(*args, **kwargs)
+        monkeypatch.setattr(train_module, "_evaluate_loss_acc", evaluate)
+        with pytest.raises(KeyboardInterrupt):
+            fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=600, **settings)
+        monkeypatch.setattr(train_module, "_evaluate_loss_acc", real_eval)
+        assert (tmp_path / "last.pt").exists()
+
+    # fewer epochs: a fresh run of exactly those epochs, said in one line
+    killed_after_epoch_2()
+    capsys.readouterr()
+    short = fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
+    assert [h["epoch"] for h in short.history] == [1, 2]
+    err = capsys.readouterr().err.strip()
+    assert "epochs changed" in err and "training from scratch" in err and "\n" not in err
+
+    # another architecture (wider hidden layer) trains from scratch instead of failing to load
+    killed_after_epoch_2()
+    torch.manual_seed(0)
+    wider = BagModel(make_encoder("mlp", input_shape=8, hidden=(16,), dropout=0.0),
+                     make_pooling("gated", in_dim=16, n_classes=2))
+    res = fit(wider, train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    assert "architecture" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Nothing lost, nothing silent: what survives a failing re-run, Ctrl-C, SIGTERM, SIGKILL, two
+writers at once, damaged inputs and caches. Real processes, signals and papermill runs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+from mattlib import audio, features, fma, grid, locks
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def tiny_notebooks(folder: Path) -> Path:
+    """A notebook that imports nothing heavy: it sleeps, then fails or writes metrics.json."""
+    if (folder / "01_tiny.ipynb").exists():  # written once: its source digest must not change
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('data_root = "."\noutput_dir = "."\nsleep = 0.0\nfail = False\nvalue = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, pathlib, time\n"
+        "pathlib.Path(output_dir, 'started').write_text('')\n"
+        "time.sleep(sleep)\n"
+        "assert not fail, 'this cell was told to fail'\n"
+        "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'value': value}))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "01_tiny.ipynb")
+    return folder
+
+
+def tiny_spec(tmp_path: Path, *, run="tiny", output_root=None, **params) -> grid.GridSpec:
+    spec = tmp_path / f"{run}.yaml"
+    spec.write_text(yaml.safe_dump({
+        "run": run, "output_root": str(output_root or tmp_path / "outputs"),
+        "defaults": {"data_root": str(DATA)},
+        "notebooks": [{"notebook": "01_tiny", "grid": {"value": [1, 2]}, "params": params}],
+    }))
+    return grid.load_grid(spec, notebook_dir=tiny_notebooks(tmp_path / "notebooks"))
+
+
+def metrics_of(spec: grid.GridSpec) -> dict:
+    return {c.cell_id: json.loads((c.output_dir / "metrics.json").read_text())
+            for c in spec.cells if (c.output_dir / "metrics.json").exists()}
+
+
+def processes_with(token: str) -> list[int]:
+    """Live processes whose environment holds ``token`` (a run's papermill, kernels, workers)."""
+    found = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if token.encode() in env.read_bytes():
+                state = (env.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(env.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def matt_process(*args: str, token: str) -> subprocess.Popen:
+    env = {**os.environ, "MATT_TEST_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mattlib.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# -- 1. a failing re-run never destroys a finished result -------------------------------------------
+
+def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
+    spec = tiny_spec(tmp_path)
+    assert grid.run_grid(spec, progress=False, jobs=2).ok
+    good = metrics_of(spec)
+    assert good == {"1": {"value": 1}, "2": {"value": 2}}
+
+    # an edited params file whose cells fail: the last good results stay, the attempts are named
+    failing = tiny_spec(tmp_path, fail=True)
+    summary = grid.run_grid(failing, progress=False, jobs=2)
+    assert [r.status for r in summary.results] == ["failed", "failed"]
+    assert metrics_of(failing) == good
+    text = summary.describe()
+    assert "2 cells stale (parameters changed: 2)" in text and "last good result kept" in text
+    assert "this cell was told to fail" in text
+
+    # a missing data root is refused once, before any cell starts
+    broken = yaml.safe_load(failing.source.read_text())
+    broken["defaults"]["data_root"] = str(tmp_path / "typo")
+    failing.source.write_text(yaml.safe_dump(broken))
+    with pytest.raises(grid.GridError, match="data root not found"):
+        grid.run_grid(grid.load_grid(failing.source, notebook_dir=failing.notebook_dir), progress=False, force=True)
+    assert metrics_of(spec) == good
+
+    # a run folder that is moved still counts as finished
+    shutil.copytree(spec.run_dir, tmp_path / "moved" / "tiny")
+    moved = tiny_spec(tmp_path, output_root=tmp_path / "moved")
+    assert [r.status for r in grid.run_grid(moved, progress=False, jobs=2).results] == ["skipped", "skipped"]
+
+    # results made by other mattlib code are stale: counted and re-run
+    (moved.cells[0].output_dir / "code.sha1").write_text("0" * 40 + "\n")
+    summary = grid.run_grid(moved, progress=False, jobs=2)
+    assert sorted(r.status for r in summary.results) == ["done", "skipped"]
+    assert "1 cells stale (mattlib code changed: 1)" in summary.describe()
