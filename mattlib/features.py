@@ -1046,8 +1046,9 @@ def _init_worker() -> None:
     # one BLAS/OpenMP thread per worker process: `jobs` processes already fill the cores
     _single_blas_thread()
     warnings.simplefilter("ignore")
-    die_with_parent()  # a SIGKILLed parent leaves no worker behind
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker must not inherit matt's handler
+    die_with_parent()  # a SIGKILLed parent leaves no worker behind
 
 
 # -- worker functions (module level: picklable) --

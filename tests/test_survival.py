@@ -122,3 +122,92 @@ def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
     summary = grid.run_grid(moved, progress=False, jobs=2)
     assert sorted(r.status for r in summary.results) == ["done", "skipped"]
     assert "1 cells stale (mattlib code changed: 1)" in summary.describe()
+
+
+# -- 4. Ctrl-C, SIGTERM and SIGKILL on `matt run` (the real notebook 01 on real FMA rows) --------------
+
+def real_grid(tmp_path: Path, cells: int = 3) -> Path:
+    spec = tmp_path / "real.yaml"
+    spec.write_text(yaml.safe_dump({
+        "run": "real", "output_root": str(tmp_path / "outputs"),
+        "defaults": {"data_root": str(DATA), "subset": "medium"},
+        "notebooks": [{"notebook": "01_data_exploration", "grid": {"max_bag_size": list(range(cells))}}],
+    }))
+    return spec
+
+
+def first_cell_running(tmp_path: Path, token: str):
+    attempts = tmp_path / "outputs" / "real" / ".attempts" / "01_data_exploration"
+    # papermill and its kernel are up (3 processes: matt, papermill, kernel)
+    return lambda: attempts.exists() and len(processes_with(token)) >= 3
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_one_interrupt_stops_matt_run(tmp_path, sig, status):
+    token = uuid.uuid4().hex
+    proc = matt_process("run", str(real_grid(tmp_path)), "--jobs", "1", token=token)
+    try:
+        wait_for(first_cell_running(tmp_path, token), 60, "the first cell to start")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == status, err
+    name = signal.Signals(sig).name
+    assert f"INTERRUPTED by {name}: 1 stopped while running, 2 not started" in out, out + err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "outputs" / "real").glob("01_data_exploration/*/metrics.json"))
+    wait_for(lambda: not processes_with(token), 10, "papermill and its kernel to exit")
+
+
+def test_sigkilled_matt_run_leaves_no_process_behind(tmp_path):
+    token = uuid.uuid4().hex
+    proc = matt_process("run", str(real_grid(tmp_path, cells=1)), token=token)
+    try:
+        wait_for(first_cell_running(tmp_path, token), 60, "the cell to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    # papermill gets SIGTERM from the kernel when its parent dies; its kernel follows it
+    wait_for(lambda: not processes_with(token), 15, "papermill and its kernel to exit")
+    assert not (tmp_path / "outputs" / "real" / "01_data_exploration" / "0" / "metrics.json").exists()
+
+
+def test_sigkilled_matt_features_leaves_no_worker_behind(tmp_path):
+    token = uuid.uuid4().hex
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    for i in range(40):  # enough work to still be running when killed
+        shutil.copy(DATA / "fma_small" / "000" / "000002.mp3", audio_dir / f"{i + 1:06d}.mp3")
+    proc = matt_process("features", "--audio-dir", str(audio_dir), "--kind", "fma518", "--out",
+                        str(tmp_path / "cache"), "--jobs", "2", token=token)
+    try:
+        wait_for(lambda: len(processes_with(token)) >= 3, 60, "two workers to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    wait_for(lambda: not processes_with(token), 10, "the workers to exit")
+
+
+# -- 5. one writer per folder ----------------------------------------------------------------------
+
+def test_one_writer_per_folder_and_a_dead_holder_is_taken_over(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from mattlib.locks import folder_lock\n"
+        f"with folder_lock({str(tmp_path)!r}, what='run folder'):\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.FolderLocked) as err:
+            with locks.folder_lock(tmp_path, what="run folder"):
+                pass
+        message = str(err.value)
+        assert f"pid {holder.pid} on " in message and "started 20" in message and "\n" not in message
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    finally:
+        holder.kill()
+    with locks.folder_lock(tmp_path, what="run folder"):  # the dead holder's lock is taken over
+        assert str(os.getpid()) in (tmp_path / ".lock").read_text()
