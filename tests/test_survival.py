@@ -211,3 +211,107 @@ def test_one_writer_per_folder_and_a_dead_holder_is_taken_over(tmp_path):
         holder.kill()
     with locks.folder_lock(tmp_path, what="run folder"):  # the dead holder's lock is taken over
         assert str(os.getpid()) in (tmp_path / ".lock").read_text()
+
+
+# -- 3. damaged inputs and caches are refused, with the file and the fix ------------------------------
+
+CLIPS = {2: DATA / "fma_small" / "000" / "000002.mp3", 5: DATA / "fma_small" / "000" / "000005.mp3",
+         140: DATA / "fma_small" / "000" / "000140.mp3"}
+SHORT_MEL = features.MelSettings(sr=8000, seconds=2.0, n_mels=16, hop_length=256, n_fft=512)
+
+
+def test_metadata_cut_mid_record_is_refused(tmp_path):
+    meta = tmp_path / "fma_metadata"
+    shutil.copytree(DATA / "fma_metadata", meta)
+    text = (meta / "tracks.csv").read_bytes()
+    (meta / "tracks.csv").write_bytes(text[: len(text) // 2])  # cut mid-row
+    with pytest.raises(fma.FMADataError) as err:
+        fma.load_tracks(tmp_path)
+    assert "tracks.csv is cut short" in str(err.value) and str(meta / "tracks.csv") in str(err.value)
+    with pytest.raises(grid.GridError, match="cut short"):
+        grid.check_inputs([grid.Cell("01_x.ipynb", "a", {"data_root": str(tmp_path)}, tmp_path / "r" / "n" / "a")])
+    # FMA's own genres.csv (starts at genre 1, is large) must hold all 163 rows
+    lines = (DATA / "fma_metadata" / "genres.csv").read_text().splitlines(keepends=True)
+    (meta / "genres.csv").write_text("".join(lines[:120]))
+    with pytest.raises(fma.FMADataError, match="119 rows where FMA's genres.csv has 163"):
+        fma.load_genres(tmp_path)
+
+
+def test_random_bytes_are_not_an_audio_file(tmp_path):
+    fake = tmp_path / "000001.mp3"
+    fake.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(audio.AudioError, match="not an audio file"):
+        audio.load_audio(fake, sr=None)
+
+
+def test_a_damaged_mel_cache_is_refused_and_repaired(tmp_path):
+    cache = tmp_path / "cache"
+    features.extract(CLIPS, kind="mel", out=cache, settings=SHORT_MEL, progress=False)
+    folder = features.mel_dir(cache, SHORT_MEL)
+    good = np.array(features.load_mel(folder).mel)
+
+    mel = np.load(folder / "mel.npy", mmap_mode="r+")
+    mel[1] = 0  # zeroed row inside mel.npy
+    mel.flush()
+    del mel
+    with pytest.raises(features.DamagedCacheError, match="1 rows differ|3 rows differ") as err:
+        features.load_mel(folder)
+    assert "mel.npy" in str(err.value) and "--repair" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(features.DamagedCacheError):  # extraction refuses to build on it, too
+        features.extract(CLIPS, kind="mel", out=cache, settings=SHORT_MEL, progress=False)
+    report = features.extract(CLIPS, kind="mel", out=cache, settings=SHORT_MEL, progress=False, repair=True)
+    assert report.done == 3  # the damaged part (here: every row) re-extracted
+    np.testing.assert_array_equal(np.array(features.load_mel(folder).mel), good)
+
+    index = (folder / "index.csv").read_text()
+    (folder / "index.csv").write_text(index[: len(index) // 2])  # index cut in half
+    with pytest.raises(features.DamagedCacheError, match="index.csv: damaged"):
+        features.load_mel(folder)
+    (folder / "index.csv").write_text(index)
+    with open(folder / "mel.npy", "r+b") as handle:  # mel.npy cut short
+        handle.truncate((folder / "mel.npy").stat().st_size - 100)
+    with pytest.raises(features.DamagedCacheError, match="mel.npy: cut short or replaced"):
+        features.load_mel(folder)
+
+
+def test_a_cut_fma518_table_is_refused_and_an_undefined_row_is_a_failure(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    nan_clip = tmp_path / "000007.mp3"
+    shutil.copy(CLIPS[2], nan_clip)
+    real = features.compute_fma518
+
+    def undefined_for_7(path, **kwargs):
+        values = real(path, **kwargs)
+        return values * np.nan if Path(path) == nan_clip else values
+
+    monkeypatch.setattr(features, "compute_fma518", undefined_for_7)
+    report = features.extract({2: CLIPS[2], 7: nan_clip}, kind="fma518", out=cache, progress=False)
+    assert (report.done, report.failed) == (1, 1)
+    assert "no finite feature value" in (cache / "fma518" / "failures.csv").read_text()
+    with pytest.warns(UserWarning, match="1 of 2 tracks failed"):
+        assert list(features.load_fma518(cache).index) == [2]
+
+    csv = cache / "fma518" / "features.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:-1]) + "2,1.0\n")  # a cut row
+    with pytest.raises(features.DamagedCacheError, match="features.csv: damaged"):
+        features.load_fma518(cache)
+
+
+# -- 6. disk and path errors are one line at the CLI; a held run folder is named -------------------
+
+def test_os_errors_and_a_busy_run_folder_are_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = subprocess.run([sys.executable, "-m", "mattlib.cli", "demo-data", "--out", str(blocker / "demo")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("matt demo-data: error: Not a directory") and str(blocker) in line
+
+    spec = real_grid(tmp_path, cells=1)
+    with locks.folder_lock(tmp_path / "outputs" / "real", what="run folder"):
+        out = subprocess.run([sys.executable, "-m", "mattlib.cli", "run", str(spec)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert f"run folder {tmp_path / 'outputs' / 'real'} is in use by pid {os.getpid()}" in line
