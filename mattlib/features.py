@@ -19,13 +19,19 @@ Cache layout::
     <cache_dir>/fma518/features.csv       FMA layout (float32 values, '%.10e')
     <cache_dir>/fma518/features.parquet   same table, fast to load
     <cache_dir>/fma518/failures.csv       track_id, path, error
+    <cache_dir>/fma518/padded.csv         track_id of clips shorter than one analysis frame
     <cache_dir>/mel-<settings_id>/mel.npy      float16 memmap, N × n_mels × T
-    <cache_dir>/mel-<settings_id>/index.csv    row, track_id, padded, status  (written last)
+    <cache_dir>/mel-<settings_id>/index.csv    row, track_id, padded, status
     <cache_dir>/mel-<settings_id>/failures.csv
     <cache_dir>/<kind folder>/report.json      the last run's :class:`ExtractionReport`
+    <cache_dir>/<kind folder>/manifest.json    sizes and checksums (mel.npy: per part of rows),
+                                               written last, checked on load
+    <cache_dir>/.lock                          one writer per cache
 
 Extraction is parallel over processes, resumable (a killed run restarts where it stopped) and
-fault tolerant (a missing, empty, truncated or undecodable file lands in ``failures.csv``).
+fault tolerant (a missing, empty, truncated or undecodable file, or a clip whose 518 values are
+all undefined, lands in ``failures.csv``). Loading refuses a cache that differs from its manifest
+(``extract(..., repair=True)`` / ``matt features --repair`` re-extracts the damaged part).
 """
 
 from __future__ import annotations
@@ -336,7 +342,8 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     Returns
     -------
     pandas.Series, float32, length 518
-        Indexed by :func:`fma518_columns`.
+        Indexed by :func:`fma518_columns`; ``attrs["padded"]`` is True for a clip shorter than
+        one analysis frame (2048 samples), whose frames are mostly padding.
 
     Raises
     ------
@@ -347,7 +354,9 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa warns on very short clips (n_fft > len)
         vec = fma518_vector(y, sr=sr, legacy=legacy)
-    return pd.Series(vec, index=fma518_columns(), name=Path(path).stem)
+    series = pd.Series(vec, index=fma518_columns(), name=Path(path).stem)
+    series.attrs["padded"] = len(y) < _FMA_N_FFT
+    return series
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,6 +732,12 @@ def _write_failures(path: Path, failures: list[tuple[int, str, str]]) -> pd.Data
     return df
 
 
+def _read_padded(folder: Path) -> list[int]:
+    """Track ids of the fma518 table whose clip was shorter than one analysis frame."""
+    path = folder / "padded.csv"
+    return pd.read_csv(path)["track_id"].astype(np.int64).tolist() if path.exists() else []
+
+
 def _read_failures(folder: Path) -> pd.DataFrame:
     path = folder / "failures.csv"
     if not path.exists():
@@ -972,7 +987,8 @@ class ExtractionReport:
     """What one :func:`extract` run did.
 
     ``done``: computed in this run; ``reused``: already in the cache; ``failed``: could not be
-    decoded (see ``failures.csv``); ``padded``: short clips zero-padded (mel only), counted
+    decoded (see ``failures.csv``); ``padded``: short clips zero-padded (mel: shorter than
+    ``seconds``; fma518: shorter than one 2048-sample frame, listed in ``padded.csv``), counted
     over all stored tracks.
     """
 
@@ -1054,16 +1070,17 @@ def _init_worker() -> None:
 # -- worker functions (module level: picklable) --
 
 
-def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, str | None]]:
+def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, bool, str | None]]:
     out = []
     for tid, path in items:
         try:
-            values = compute_fma518(path).to_numpy()
+            series = compute_fma518(path)
+            values = series.to_numpy()
             if not np.isfinite(values).any():  # a row of undefined values is a failure, not a result
                 raise ValueError("no finite feature value (all 518 undefined)")
-            out.append((tid, values, None))
+            out.append((tid, values, bool(series.attrs.get("padded", False)), None))
         except Exception as exc:  # never stop the run: record and continue
-            out.append((tid, None, _describe(exc)))
+            out.append((tid, None, False, _describe(exc)))
     return out
 
 
@@ -1270,16 +1287,17 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     def on_result(res):
         nonlocal done
-        ok = [(tid, v) for tid, v, err in res if err is None]
-        failures.extend((tid, str(tracks[tid]), err) for tid, v, err in res if err is not None)
+        ok = [(tid, v, p) for tid, v, p, err in res if err is None]
+        failures.extend((tid, str(tracks[tid]), err) for tid, v, p, err in res if err is not None)
         if ok:
-            ids = np.array([t for t, _ in ok], dtype=np.int64)
-            vals = np.stack([v for _, v in ok]).astype(np.float32)
+            ids = np.array([t for t, _, _ in ok], dtype=np.int64)
+            vals = np.stack([v for _, v, _ in ok]).astype(np.float32)
+            padded = np.array([p for _, _, p in ok], dtype=bool)
             name = parts / f"part-{ids[0]:07d}-{uuid.uuid4().hex[:8]}.npz"
 
             def write(p: Path):
                 with open(p, "wb") as fh:
-                    np.savez(fh, ids=ids, values=vals)
+                    np.savez(fh, ids=ids, values=vals, padded=padded)
 
             _atomic_write(name, write)
             done += len(ok)
@@ -1290,15 +1308,20 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     # merge: previous table + all parts → features.csv / .parquet, then drop the parts
     frames = []
+    padded = set(_read_padded(folder)) if (folder / "features.csv").exists() else set()
     if (folder / "features.csv").exists():
         frames.append(_read_table(folder))
     part_files = sorted(parts.glob("part-*.npz"))
     for part in part_files:
         with np.load(part) as z:
             frames.append(pd.DataFrame(z["values"], index=pd.Index(z["ids"], name="track_id"), columns=fma518_columns()))
+            if "padded" in z.files:
+                padded |= set(z["ids"][z["padded"]].tolist())
     table = pd.concat(frames) if frames else pd.DataFrame(columns=fma518_columns(), dtype=np.float32)
     table = table[~table.index.duplicated(keep="last")]
     _write_features(folder, table)
+    padded &= set(table.index.tolist())
+    _atomic_write(folder / "padded.csv", lambda p: pd.DataFrame({"track_id": sorted(padded)}).to_csv(p, index=False))
     for part in part_files:
         part.unlink()
     _write_failures(folder / "failures.csv", failures)
@@ -1308,7 +1331,7 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
         done=done,
         reused=reused,
         failed=len(failures),
-        padded=0,
+        padded=len(padded),
         seconds=time.perf_counter() - t0,
         jobs=jobs,
         device="cpu",
@@ -1320,7 +1343,7 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
         },
     )
     _write_json(folder / "report.json", report.to_dict())
-    _write_manifest(folder, ["features.csv", "features.parquet", "failures.csv"])
+    _write_manifest(folder, ["features.csv", "features.parquet", "failures.csv", "padded.csv"])
     return report
 
 

@@ -419,7 +419,9 @@ class _Processes:
         with self._lock:
             if self.stopping.is_set():
                 raise _NotStarted
-            proc = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent, **kwargs)
+            # preexec_fn only calls prctl (libc loaded beforehand): safe after fork in a threaded parent
+            proc = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509
+                                    **kwargs)
             self._running.add(proc)
             return proc
 
@@ -558,7 +560,7 @@ def _last_error(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _run_in_slot(cell: Cell, slots: "queue.Queue[int]", *, jobs: int, timeout: float | None,
+def _run_in_slot(cell: Cell, slots: queue.Queue[int], *, jobs: int, timeout: float | None,
                  force: bool, notebook_dir: Path) -> CellResult:
     slot = slots.get()  # a free slot: no two running cells share a GPU
     try:
@@ -634,7 +636,7 @@ def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: b
         ran_upstream = ran_upstream or bool(todo)
 
 
-def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: "queue.Queue[int]", *, jobs: int,
+def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[int], *, jobs: int,
                force: bool, timeout: float | None, notebook_dir: Path) -> None:
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force,
@@ -649,7 +651,7 @@ def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: "queue.Queue[i
             bar.update()
             if result.status == "failed":
                 bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
-    except KeyboardInterrupt:
+    except BaseException:  # an interrupt, or an error of the runner itself (e.g. a full disk)
         _PROCESSES.stop_all()
         pool.shutdown(wait=True, cancel_futures=True)
         for future, cell in futures.items():

@@ -15,12 +15,12 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["FolderLocked", "folder_lock", "die_with_parent"]
+__all__ = ["FolderLocked", "die_with_parent", "folder_lock"]
 
 _PR_SET_PDEATHSIG = 1
 try:  # loaded here, not in the child: a forked child must not load libraries
@@ -64,7 +64,7 @@ def folder_lock(folder: str | Path, *, what: str = "folder", wait: float = 0.0) 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".lock"
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 - held open (and locked) across the yield
     deadline = time.monotonic() + wait
     try:
         while True:

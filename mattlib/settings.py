@@ -17,11 +17,11 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mattlib import choices
 
-__all__ = ["Settings", "SettingsError", "check_setting", "Interval", "Options", "ListOf", "Text"]
+__all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
 
 
 class SettingsError(ValueError):
@@ -156,7 +156,7 @@ class Settings:
     jobs: int = 1
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
         "data_root": Text(),
         "subset": Options(("small", "medium", "large")),
         "cache_dir": Text(),
@@ -188,7 +188,7 @@ class Settings:
         "jobs": _POSITIVE_INT,
     }
     # settings that may also be None (no limit / not set)
-    _nullable = frozenset({"patience", "run_dir"})
+    _nullable: ClassVar[frozenset] = frozenset({"patience", "run_dir"})
 
     def __post_init__(self):
         for name in self._parameter_constraints:
@@ -202,7 +202,7 @@ class Settings:
         return tuple(cls._parameter_constraints)
 
     @classmethod
-    def from_parameters(cls, parameters: dict[str, Any], *, strict: bool = False) -> "Settings":
+    def from_parameters(cls, parameters: dict[str, Any], *, strict: bool = False) -> Settings:
         """Settings from a notebook's (or a params file's) parameters, validated.
 
         Names the study does not declare go to ``extra`` (unvalidated), or fail when ``strict``.
@@ -213,7 +213,7 @@ class Settings:
             raise SettingsError(f"unknown setting(s) {sorted(unknown)}; valid: {', '.join(cls.names())}")
         return cls(**known, extra=unknown)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
 

@@ -200,9 +200,8 @@ def test_one_writer_per_folder_and_a_dead_holder_is_taken_over(tmp_path):
         "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(locks.FolderLocked) as err:
-            with locks.folder_lock(tmp_path, what="run folder"):
-                pass
+        with pytest.raises(locks.FolderLocked) as err, locks.folder_lock(tmp_path, what="run folder"):
+            pass
         message = str(err.value)
         assert f"pid {holder.pid} on " in message and "started 20" in message and "\n" not in message
         holder.send_signal(signal.SIGKILL)
@@ -235,6 +234,16 @@ def test_metadata_cut_mid_record_is_refused(tmp_path):
     (meta / "genres.csv").write_text("".join(lines[:120]))
     with pytest.raises(fma.FMADataError, match="119 rows where FMA's genres.csv has 163"):
         fma.load_genres(tmp_path)
+
+
+def test_a_clip_shorter_than_one_frame_is_flagged_padded_for_fma518(tmp_path):
+    import soundfile as sf
+
+    blip = tmp_path / "000009.wav"
+    sf.write(blip, np.sin(np.arange(1500) / 5.0).astype(np.float32), 22050)  # 68 ms < 2048 samples
+    report = features.extract({2: CLIPS[2], 9: blip}, kind="fma518", out=tmp_path / "cache", progress=False)
+    assert (report.done, report.padded) == (2, 1)
+    assert (tmp_path / "cache" / "fma518" / "padded.csv").read_text().split() == ["track_id", "9"]
 
 
 def test_random_bytes_are_not_an_audio_file(tmp_path):
@@ -303,7 +312,7 @@ def test_os_errors_and_a_busy_run_folder_are_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     out = subprocess.run([sys.executable, "-m", "mattlib.cli", "demo-data", "--out", str(blocker / "demo")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+                         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     [line] = out.stderr.strip().splitlines()
     assert line.startswith("matt demo-data: error: Not a directory") and str(blocker) in line
@@ -311,7 +320,7 @@ def test_os_errors_and_a_busy_run_folder_are_one_line(tmp_path):
     spec = real_grid(tmp_path, cells=1)
     with locks.folder_lock(tmp_path / "outputs" / "real", what="run folder"):
         out = subprocess.run([sys.executable, "-m", "mattlib.cli", "run", str(spec)], capture_output=True,
-                             text=True, cwd=ROOT, timeout=120)
+                             text=True, cwd=ROOT, timeout=120, check=False)
     assert out.returncode == 2
     [line] = out.stderr.strip().splitlines()
     assert f"run folder {tmp_path / 'outputs' / 'real'} is in use by pid {os.getpid()}" in line
