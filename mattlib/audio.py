@@ -55,7 +55,19 @@ def _open(path: Path):
     try:
         return sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile says little more than "cannot open"
+        if not _looks_like_audio(path):
+            raise AudioError(path, "not an audio file (no MP3, WAV, FLAC or Ogg signature)") from exc
         raise AudioError(path, f"undecodable ({type(exc).__name__}: {exc})") from exc
+
+
+def _looks_like_audio(path: Path) -> bool:
+    """Whether the file starts like a container libsndfile reads (ID3 tag, MPEG frame sync, RIFF,
+    FLAC, Ogg, AIFF)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head[:3] == b"ID3" or head in (b"RIFF", b"fLaC", b"OggS", b"FORM"):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
 
 
 def audio_info(path: str | os.PathLike) -> dict:

@@ -3,7 +3,7 @@
 ::
 
     matt demo-data --out DIR [--tracks N] [--seconds S] [--seed K]
-    matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N]
+    matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N] [--repair]
     matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
     matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
     matt report    outputs/<run>
@@ -13,10 +13,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
 from pathlib import Path
 
 DEFAULT_DEMO_ROOT = Path("data/demo")
+#: Exit status after an interrupt: 128 + the signal's number, as a shell reports it.
+_INTERRUPT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the grid stops its cells, the summary is printed)."""
+
+    signame = "SIGTERM"
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated("SIGTERM")
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -40,13 +54,14 @@ def _features(args: argparse.Namespace) -> int:
         settings = features.MelSettings(**_mel_overrides(args))
     if args.audio_dir is not None:
         report = features.extract_audio_dir(
-            args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
+            args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, repair=args.repair
         )
     else:
         if args.root is None:
             raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
         report = features.extract_subset(
-            args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
+            args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
+            repair=args.repair,
         )
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
@@ -63,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data,
                             timeout=args.cell_timeout)
     print(summary.describe())
+    if summary.interrupted:
+        return _INTERRUPT_STATUS[summary.interrupted]
     return 0 if summary.ok else 1
 
 
@@ -101,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=["fma518", "mel"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--repair", action="store_true",
+                   help="re-extract what no longer matches the cache's manifest (damaged or cut files)")
     for name, typ in [("sr", int), ("seconds", float), ("n_mels", int), ("hop_length", int), ("n_fft", int), ("crop", str)]:
         p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
     p.set_defaults(func=_features)
@@ -130,12 +149,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors are one line on stderr (exit 2), an interrupt exits 130 (143 on
+    SIGTERM) with what was kept."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except KeyboardInterrupt as interrupt:
+        name = getattr(interrupt, "signame", "SIGINT")
+        print(f"matt {args.command}: interrupted by {name}; finished work is kept, run the same "
+              "command again to continue", file=sys.stderr)
+        return _INTERRUPT_STATUS[name]
+    except OSError as err:
+        print(f"matt {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:
         print(f"matt {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _describe_os_error(err: OSError) -> str:
+    """One line: what failed, on which path, and what to do."""
+    where = f": {err.filename}" if err.filename else ""
+    what = err.strerror or str(err)
+    advice = {
+        errno.ENOSPC: "free disk space (or point --out / output_root elsewhere) and run again",
+        errno.EDQUOT: "free disk space (or point --out / output_root elsewhere) and run again",
+        errno.EROFS: "the file system is read-only: choose a writable folder",
+        errno.EACCES: "no permission: choose a folder you can write, or fix its permissions",
+        errno.EPERM: "no permission: choose a folder you can write, or fix its permissions",
+        errno.ENOENT: "check the path",
+    }.get(err.errno, "check the path and the disk, then run again")
+    return f"{what}{where} ({advice})"
 
 
 if __name__ == "__main__":

@@ -19,13 +19,19 @@ Cache layout::
     <cache_dir>/fma518/features.csv       FMA layout (float32 values, '%.10e')
     <cache_dir>/fma518/features.parquet   same table, fast to load
     <cache_dir>/fma518/failures.csv       track_id, path, error
+    <cache_dir>/fma518/padded.csv         track_id of clips shorter than one analysis frame
     <cache_dir>/mel-<settings_id>/mel.npy      float16 memmap, N × n_mels × T
-    <cache_dir>/mel-<settings_id>/index.csv    row, track_id, padded, status  (written last)
+    <cache_dir>/mel-<settings_id>/index.csv    row, track_id, padded, status
     <cache_dir>/mel-<settings_id>/failures.csv
     <cache_dir>/<kind folder>/report.json      the last run's :class:`ExtractionReport`
+    <cache_dir>/<kind folder>/manifest.json    sizes and checksums (mel.npy: per part of rows),
+                                               written last, checked on load
+    <cache_dir>/.lock                          one writer per cache
 
 Extraction is parallel over processes, resumable (a killed run restarts where it stopped) and
-fault tolerant (a missing, empty, truncated or undecodable file lands in ``failures.csv``).
+fault tolerant (a missing, empty, truncated or undecodable file, or a clip whose 518 values are
+all undefined, lands in ``failures.csv``). Loading refuses a cache that differs from its manifest
+(``extract(..., repair=True)`` / ``matt features --repair`` re-extracts the damaged part).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -49,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from mattlib.audio import AudioError, audio_info, load_audio
+from mattlib.locks import die_with_parent, folder_lock
 
 __all__ = [
     "FMA_FEATURE_SIZES",
@@ -334,7 +342,8 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     Returns
     -------
     pandas.Series, float32, length 518
-        Indexed by :func:`fma518_columns`.
+        Indexed by :func:`fma518_columns`; ``attrs["padded"]`` is True for a clip shorter than
+        one analysis frame (2048 samples), whose frames are mostly padding.
 
     Raises
     ------
@@ -345,7 +354,9 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa warns on very short clips (n_fft > len)
         vec = fma518_vector(y, sr=sr, legacy=legacy)
-    return pd.Series(vec, index=fma518_columns(), name=Path(path).stem)
+    series = pd.Series(vec, index=fma518_columns(), name=Path(path).stem)
+    series.attrs["padded"] = len(y) < _FMA_N_FFT
+    return series
 
 
 # ---------------------------------------------------------------------------------------------
@@ -721,6 +732,12 @@ def _write_failures(path: Path, failures: list[tuple[int, str, str]]) -> pd.Data
     return df
 
 
+def _read_padded(folder: Path) -> list[int]:
+    """Track ids of the fma518 table whose clip was shorter than one analysis frame."""
+    path = folder / "padded.csv"
+    return pd.read_csv(path)["track_id"].astype(np.int64).tolist() if path.exists() else []
+
+
 def _read_failures(folder: Path) -> pd.DataFrame:
     path = folder / "failures.csv"
     if not path.exists():
@@ -753,6 +770,76 @@ def _read_table(folder: Path) -> pd.DataFrame:
         df.index.name = "track_id"
         return df.astype(np.float32)
     return _read_features_csv(csv)
+
+
+MANIFEST = "manifest.json"
+_BLOCK_ROWS = 256  # mel.npy rows per checksum part
+
+
+def _sha1_file(path: Path) -> str:
+    import hashlib
+
+    sha = hashlib.sha1()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _mel_parts(mel: np.ndarray) -> list[str]:
+    """SHA-1 of each block of ``_BLOCK_ROWS`` rows of ``mel.npy``."""
+    import hashlib
+
+    return [hashlib.sha1(np.ascontiguousarray(mel[i:i + _BLOCK_ROWS]).tobytes()).hexdigest()
+            for i in range(0, len(mel), _BLOCK_ROWS)]
+
+
+def _write_manifest(folder: Path, files: list[str], *, mel: np.ndarray | None = None) -> None:
+    """Written last: sizes and checksums of ``files`` (and of ``mel.npy`` per part of rows)."""
+    entry = {name: {"bytes": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in files}
+    manifest: dict[str, Any] = {"files": entry}
+    if mel is not None:
+        manifest["mel"] = {"bytes": (folder / "mel.npy").stat().st_size, "shape": list(mel.shape),
+                           "dtype": str(mel.dtype), "block_rows": _BLOCK_ROWS, "parts": _mel_parts(mel)}
+    _write_json(folder / MANIFEST, manifest)
+
+
+class DamagedCacheError(RuntimeError):
+    """A feature cache is incomplete or does not match its manifest; the message names the file
+    and the fix."""
+
+
+def _fix(folder: Path) -> str:
+    return (f"run `matt features ... --repair --out {folder.parent}` (or the notebook 02 extraction) "
+            "to re-extract what is damaged")
+
+
+def _check_manifest(folder: Path) -> dict:
+    """Compare the cache folder with its manifest; raise :class:`DamagedCacheError` on a mismatch."""
+    path = folder / MANIFEST
+    if not path.exists():
+        raise DamagedCacheError(f"{folder}: no {MANIFEST} (the extraction did not finish, or the cache "
+                                f"predates manifests); {_fix(folder)}")
+    manifest = json.loads(path.read_text())
+    for name, want in manifest["files"].items():
+        file = folder / name
+        if not file.exists() or file.stat().st_size != want["bytes"] or _sha1_file(file) != want["sha1"]:
+            raise DamagedCacheError(f"{file}: damaged (size or checksum differs from {MANIFEST}); {_fix(folder)}")
+    if "mel" in manifest:
+        want = manifest["mel"]
+        file = folder / "mel.npy"
+        if not file.exists() or file.stat().st_size != want["bytes"]:
+            raise DamagedCacheError(f"{file}: cut short or replaced ({file.stat().st_size if file.exists() else 0}"
+                                    f" of {want['bytes']} bytes); {_fix(folder)}")
+    return manifest
+
+
+def _damaged_mel_rows(folder: Path, manifest: dict) -> list[int]:
+    """Rows of ``mel.npy`` in parts whose checksum differs from the manifest."""
+    mel = np.load(folder / "mel.npy", mmap_mode="r")
+    want, step = manifest["mel"]["parts"], manifest["mel"]["block_rows"]
+    bad = [i for i, (a, b) in enumerate(zip(_mel_parts(mel), want)) if a != b]
+    return [r for i in bad for r in range(i * step, min((i + 1) * step, len(mel)))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -792,6 +879,7 @@ def load_fma518(cache_dir: str | os.PathLike) -> pd.DataFrame:
             f"no extracted features in {folder} (features.csv missing); run "
             "mattlib.features.extract(..., kind='fma518') or `matt features --kind fma518`"
         )
+    _check_manifest(folder)
     df = _read_table(folder)
     failures = _read_failures(folder)
     failed = set(failures["track_id"]) - set(df.index)
@@ -847,7 +935,7 @@ def mel_dir(cache_dir: str | os.PathLike, settings: MelSettings | None = None) -
     return Path(cache_dir) / f"mel-{(settings or MelSettings()).settings_id}"
 
 
-def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = None) -> MelStore:
+def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = None, verify: bool = True) -> MelStore:
     """Open extracted log-mel spectrograms (memory-mapped, nothing is read into RAM).
 
     Parameters
@@ -856,6 +944,10 @@ def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = Non
         A ``mel-<settings_id>`` folder, or the cache folder together with ``settings``.
     settings : MelSettings, optional
         Used to find the folder when ``directory`` is the cache folder.
+    verify : bool, default True
+        Compare every part of ``mel.npy`` with the checksums of ``manifest.json`` (reads the
+        whole file once: about 6.5 GB on FMA medium at the paper's settings). The sizes and the
+        other files are always checked.
 
     Returns
     -------
@@ -871,9 +963,13 @@ def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = Non
             f"{folder}: no complete mel extraction (index.csv is written last); run "
             "mattlib.features.extract(..., kind='mel') to create or resume it"
         )
+    manifest = _check_manifest(folder)
     layout = json.loads((folder / "layout.json").read_text())
     st = MelSettings(**layout["settings"])
     mel = np.load(folder / "mel.npy", mmap_mode="r")
+    if verify and _damaged_mel_rows(folder, manifest):
+        raise DamagedCacheError(f"{folder / 'mel.npy'}: {len(_damaged_mel_rows(folder, manifest))} rows differ "
+                                f"from {MANIFEST}; {_fix(folder)}")
     index = pd.read_csv(index_path)
     ok = index[index["status"] == "ok"].set_index("track_id")[["row", "padded"]]
     ok["padded"] = ok["padded"].astype(bool)
@@ -891,7 +987,8 @@ class ExtractionReport:
     """What one :func:`extract` run did.
 
     ``done``: computed in this run; ``reused``: already in the cache; ``failed``: could not be
-    decoded (see ``failures.csv``); ``padded``: short clips zero-padded (mel only), counted
+    decoded (see ``failures.csv``); ``padded``: short clips zero-padded (mel: shorter than
+    ``seconds``; fma518: shorter than one 2048-sample frame, listed in ``padded.csv``), counted
     over all stored tracks.
     """
 
@@ -965,18 +1062,25 @@ def _init_worker() -> None:
     # one BLAS/OpenMP thread per worker process: `jobs` processes already fill the cores
     _single_blas_thread()
     warnings.simplefilter("ignore")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker must not inherit matt's handler
+    die_with_parent()  # a SIGKILLed parent leaves no worker behind
 
 
 # -- worker functions (module level: picklable) --
 
 
-def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, str | None]]:
+def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, bool, str | None]]:
     out = []
     for tid, path in items:
         try:
-            out.append((tid, compute_fma518(path).to_numpy(), None))
+            series = compute_fma518(path)
+            values = series.to_numpy()
+            if not np.isfinite(values).any():  # a row of undefined values is a failure, not a result
+                raise ValueError("no finite feature value (all 518 undefined)")
+            out.append((tid, values, bool(series.attrs.get("padded", False)), None))
         except Exception as exc:  # never stop the run: record and continue
-            out.append((tid, None, _describe(exc)))
+            out.append((tid, None, False, _describe(exc)))
     return out
 
 
@@ -1080,6 +1184,7 @@ def extract(
     progress: bool = True,
     chunk_size: int | None = None,
     device: str | None = None,
+    repair: bool = False,
 ) -> ExtractionReport:
     """Extract features of many audio files into a cache folder (parallel, resumable).
 
@@ -1104,6 +1209,10 @@ def extract(
     device : {"cpu", "cuda"}, optional
         Where mel spectrograms are computed: default CUDA (torch, batched per chunk) when
         available (:func:`log_mel_torch`), else :func:`log_mel` (numpy) inside the workers.
+    repair : bool, default False
+        A finished cache that no longer matches its ``manifest.json`` (a damaged or cut file)
+        raises :class:`DamagedCacheError`; with ``repair`` the damaged part is re-extracted
+        (mel: the damaged parts of rows; fma518: the whole table).
 
     Returns
     -------
@@ -1129,28 +1238,40 @@ def extract(
         raise ValueError("settings apply to kind='mel' only")
     tracks = _normalise_tracks(tracks)
     out = Path(out)
-    if kind == "fma518":
-        return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size)
-    return _extract_mel(
-        tracks,
-        out=out,
-        jobs=int(jobs),
-        settings=settings or MelSettings(),
-        progress=progress,
-        chunk_size=chunk_size,
-        device=_resolve_device(device),
-    )
+    with folder_lock(out, what="feature cache"):  # one writer per cache
+        if kind == "fma518":
+            return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size,
+                                   repair=repair)
+        return _extract_mel(
+            tracks,
+            out=out,
+            jobs=int(jobs),
+            settings=settings or MelSettings(),
+            progress=progress,
+            chunk_size=chunk_size,
+            device=_resolve_device(device),
+            repair=repair,
+        )
 
 
 def _default_chunk(n: int, jobs: int, cap: int) -> int:
     return max(1, min(cap, -(-n // (4 * jobs)) if n else 1))
 
 
-def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size) -> ExtractionReport:
+def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size,
+                    repair: bool = False) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = out / "fma518"
     parts = folder / "parts"
     parts.mkdir(parents=True, exist_ok=True)
+    if (folder / "features.csv").exists():
+        try:
+            _check_manifest(folder)
+        except DamagedCacheError:
+            if not repair:
+                raise
+            for name in ("features.csv", "features.parquet", MANIFEST):
+                (folder / name).unlink(missing_ok=True)  # re-extracted below
 
     # what is already finished: a previous merged table and/or parts of a killed run
     have: set[int] = set()
@@ -1166,16 +1287,17 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     def on_result(res):
         nonlocal done
-        ok = [(tid, v) for tid, v, err in res if err is None]
-        failures.extend((tid, str(tracks[tid]), err) for tid, v, err in res if err is not None)
+        ok = [(tid, v, p) for tid, v, p, err in res if err is None]
+        failures.extend((tid, str(tracks[tid]), err) for tid, v, p, err in res if err is not None)
         if ok:
-            ids = np.array([t for t, _ in ok], dtype=np.int64)
-            vals = np.stack([v for _, v in ok]).astype(np.float32)
+            ids = np.array([t for t, _, _ in ok], dtype=np.int64)
+            vals = np.stack([v for _, v, _ in ok]).astype(np.float32)
+            padded = np.array([p for _, _, p in ok], dtype=bool)
             name = parts / f"part-{ids[0]:07d}-{uuid.uuid4().hex[:8]}.npz"
 
             def write(p: Path):
                 with open(p, "wb") as fh:
-                    np.savez(fh, ids=ids, values=vals)
+                    np.savez(fh, ids=ids, values=vals, padded=padded)
 
             _atomic_write(name, write)
             done += len(ok)
@@ -1186,15 +1308,20 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     # merge: previous table + all parts → features.csv / .parquet, then drop the parts
     frames = []
+    padded = set(_read_padded(folder)) if (folder / "features.csv").exists() else set()
     if (folder / "features.csv").exists():
         frames.append(_read_table(folder))
     part_files = sorted(parts.glob("part-*.npz"))
     for part in part_files:
         with np.load(part) as z:
             frames.append(pd.DataFrame(z["values"], index=pd.Index(z["ids"], name="track_id"), columns=fma518_columns()))
+            if "padded" in z.files:
+                padded |= set(z["ids"][z["padded"]].tolist())
     table = pd.concat(frames) if frames else pd.DataFrame(columns=fma518_columns(), dtype=np.float32)
     table = table[~table.index.duplicated(keep="last")]
     _write_features(folder, table)
+    padded &= set(table.index.tolist())
+    _atomic_write(folder / "padded.csv", lambda p: pd.DataFrame({"track_id": sorted(padded)}).to_csv(p, index=False))
     for part in part_files:
         part.unlink()
     _write_failures(folder / "failures.csv", failures)
@@ -1204,7 +1331,7 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
         done=done,
         reused=reused,
         failed=len(failures),
-        padded=0,
+        padded=len(padded),
         seconds=time.perf_counter() - t0,
         jobs=jobs,
         device="cpu",
@@ -1216,6 +1343,7 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
         },
     )
     _write_json(folder / "report.json", report.to_dict())
+    _write_manifest(folder, ["features.csv", "features.parquet", "failures.csv", "padded.csv"])
     return report
 
 
@@ -1246,8 +1374,8 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings: MelSetting
     shape = (len(track_ids), settings.n_mels, settings.n_frames)
     old_layout = json.loads(layout_path.read_text()) if layout_path.exists() else None
     # the completion marker goes first: from now on the folder is "in progress"
-    if (folder / "index.csv").exists():
-        (folder / "index.csv").unlink()
+    for marker in (MANIFEST, "index.csv"):
+        (folder / marker).unlink(missing_ok=True)
 
     if old_layout and mel_path.exists() and old_layout.get("settings") == settings.to_dict():
         old_ids = old_layout["track_ids"]
@@ -1286,19 +1414,53 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings: MelSetting
         new = np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=shape)
         new.flush()
         del new
+        # reserve the disk space now: a full disk is an OSError here, not a Bus error later
+        fd = os.open(p, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
 
     _atomic_write(mel_path, write)
     _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
     return {}
 
 
+def _damaged_mel_tracks(folder: Path, *, repair: bool) -> set[int]:
+    """Track ids whose stored log-mel no longer matches the manifest of a finished extraction.
+
+    Without ``repair`` a damaged store raises :class:`DamagedCacheError`; with it, the damaged
+    tracks are returned (a store cut short is removed whole) and re-extracted.
+    """
+    if not (folder / MANIFEST).exists():
+        return set()  # nothing finished yet (or a killed run: resumed from progress.csv)
+    try:
+        manifest = _check_manifest(folder)
+        rows = _damaged_mel_rows(folder, manifest)
+        if rows and not repair:
+            raise DamagedCacheError(f"{folder / 'mel.npy'}: {len(rows)} rows differ from {MANIFEST}; {_fix(folder)}")
+    except DamagedCacheError:
+        if not repair:
+            raise
+        for name in ("mel.npy", "layout.json", "progress.csv", "index.csv", MANIFEST):
+            (folder / name).unlink(missing_ok=True)
+        return set()
+    ids = json.loads((folder / "layout.json").read_text())["track_ids"]
+    return {ids[r] for r in rows}
+
+
 def _extract_mel(
-    tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str
+    tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str,
+    repair: bool = False,
 ) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = mel_dir(out, settings)
     track_ids = list(tracks)
+    damaged = _damaged_mel_tracks(folder, repair=repair)
     done_rows = _prepare_mel_folder(folder, track_ids, settings)
+    for r, t in enumerate(track_ids):
+        if t in damaged:
+            done_rows.pop(r, None)  # re-extracted
     row_of = {t: r for r, t in enumerate(track_ids)}
     todo = [(t, str(tracks[t])) for r, t in enumerate(track_ids) if r not in done_rows]
     reused = len(track_ids) - len(todo)
@@ -1377,6 +1539,7 @@ def _extract_mel(
         },
     )
     _write_json(folder / "report.json", {**report.to_dict(), "settings_id": settings.settings_id})
+    _write_manifest(folder, ["index.csv", "layout.json", "failures.csv"], mel=np.load(folder / "mel.npy", mmap_mode="r"))
     return report
 
 
@@ -1400,6 +1563,7 @@ def extract_subset(
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,
+    repair: bool = False,
 ) -> ExtractionReport:
     """Extract features of every track of an FMA subset (``subset`` and smaller ones).
 
@@ -1412,7 +1576,8 @@ def extract_subset(
         raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     tracks = fma.subset_tracks(fma.load_tracks(root), subset)
     paths = {int(t): fma.audio_path(root, int(t), subset=subset) for t in tracks.index}
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device)
+    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
+                   repair=repair)
 
 
 def extract_audio_dir(
@@ -1424,6 +1589,7 @@ def extract_audio_dir(
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,
+    repair: bool = False,
 ) -> ExtractionReport:
     """Extract features of every ``*.mp3`` below a folder; track id = ``int(file stem)``.
 
@@ -1447,7 +1613,8 @@ def extract_audio_dir(
         warnings.warn(f"skipped {len(skipped)} mp3 files without an integer name: {skipped[:5]}", stacklevel=2)
     if not paths:
         raise ValueError(f"no *.mp3 files with integer names below {audio_dir}")
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device)
+    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
+                   repair=repair)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ __all__ = [
     "subset_tracks",
     "audio_path",
     "metadata_path",
+    "check_metadata",
+    "FMA_ROW_COUNTS",
 ]
 
 #: FMA subsets, smallest first; "medium" means small ∪ medium (25,000 tracks on the real data).
@@ -85,11 +87,46 @@ def metadata_path(root: str | Path, name: str) -> Path:
 
 
 def _require(path: Path, what: str) -> Path:
+    """The file exists, is not empty and ends with a complete record (a newline)."""
     if not path.exists():
         raise FMADataError(f"{what} not found: {path}. {_DOWNLOAD_HINT}")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise FMADataError(f"{what} is empty: {path}. {_DOWNLOAD_HINT}")
+    with path.open("rb") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) not in (b"\n", b"\r"):
+            raise FMADataError(f"{what} is cut short (its last record is incomplete): {path}. "
+                               f"Unpack it again. {_DOWNLOAD_HINT}")
     return path
+
+
+#: Rows of FMA's own metadata files (fma_metadata.zip): a file that is FMA's (it starts at FMA's
+#: first id and is large) must hold all of them.
+FMA_ROW_COUNTS = {"tracks.csv": (2, 106_574), "features.csv": (2, 106_574), "genres.csv": (1, 163)}
+
+
+def _check_row_count(path: Path, frame: pd.DataFrame, name: str) -> None:
+    first_id, expected = FMA_ROW_COUNTS[name]
+    is_fma = len(frame) >= min(expected, 10_000) // 2 and len(frame) and frame.index[0] == first_id
+    if is_fma and len(frame) != expected:
+        raise FMADataError(f"{path}: {len(frame)} rows where FMA's {name} has {expected}; the file is "
+                           f"damaged or incomplete. {_DOWNLOAD_HINT}")
+
+
+def check_metadata(root: str | Path) -> None:
+    """Check, cheaply, that ``root`` holds complete ``tracks.csv`` and ``genres.csv``.
+
+    Raises
+    ------
+    FMADataError
+        One line naming the file and the fix.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FMADataError(f"data root not found: {root}. {_DOWNLOAD_HINT}")
+    for name in ("tracks.csv", "genres.csv"):
+        _require(metadata_path(root, name), f"FMA {name}")
 
 
 def _parse_literal(value: object, *, path: Path, track_id: object, column: tuple[str, str]):
@@ -152,6 +189,7 @@ def load_tracks(root: str | Path) -> pd.DataFrame:
         bad = [i for i in tracks.index if not str(i).strip().lstrip("-").isdigit()][:3]
         raise FMADataError(f"{path}: non-integer track_id value(s) {bad}") from None
     tracks.index.name = "track_id"
+    _check_row_count(path, tracks, "tracks.csv")
 
     for column in _LIST_COLUMNS:
         if column in tracks.columns:
@@ -194,6 +232,7 @@ def load_genres(root: str | Path) -> pd.DataFrame:
             f"{path}: expected columns genre_id, #tracks, parent, title, top_level; "
             f"missing {missing or ['genre_id']}"
         )
+    _check_row_count(path, genres, "genres.csv")
     return genres
 
 
@@ -227,6 +266,12 @@ def load_features(path: str | Path) -> pd.DataFrame:
     except (TypeError, ValueError) as err:
         raise FMADataError(f"{path}: non-numeric feature value ({err})") from None
     features.index.name = "track_id"
+    empty = features.index[features.isna().all(axis=1)]
+    if len(empty):
+        raise FMADataError(f"{path}: {len(empty)} row(s) without any value (track {empty[0]}, ...); the "
+                           "file is damaged: re-extract it (`matt features --repair`) or unpack it again")
+    if path.name == "features.csv" and path.parent.name == "fma_metadata":
+        _check_row_count(path, features, "features.csv")
     return features
 
 

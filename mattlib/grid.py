@@ -19,22 +19,28 @@ A params file::
         params:                     # fixed parameters of this notebook (override defaults)
           epochs: 5
 
-Each grid cell runs in its own papermill process into ``outputs/<run>/<notebook>/<cell-id>/``
-(``notebook.ipynb``, ``params.yaml``, ``source.sha1``, ``metrics.json``, ``papermill.log``). A cell
-whose ``metrics.json`` exists and that ran with the current parameters and notebook source is
-finished and is skipped unless ``force``; a crashing cell keeps its executed notebook with the error and the others
-go on; the run ends with a summary naming the failures.
+Each grid cell runs in its own papermill process into ``outputs/<run>/.attempts/<notebook>/<cell-id>/``
+(``notebook.ipynb``, ``params.yaml``, ``source.sha1``, ``code.sha1``, ``metrics.json``,
+``papermill.log``), which replaces ``outputs/<run>/<notebook>/<cell-id>/`` only when it succeeded.
+A cell whose ``metrics.json`` exists and that ran with the current parameters, notebook source and
+mattlib code is finished and is skipped unless ``force``; a crashing cell keeps its failed attempt
+beside the last good result and the others go on; the run ends with a summary naming the failures.
+One ``matt run`` per run folder at a time (``<run>/.lock``).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
+import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -43,7 +49,10 @@ from typing import Any
 
 import yaml
 
+from mattlib.locks import die_with_parent, folder_lock
+from mattlib.provenance import code_digest
 from mattlib.results import METRICS_FILE
+from mattlib.settings import SettingsError, check_setting
 
 __all__ = [
     "NOTEBOOK_DIR",
@@ -51,6 +60,8 @@ __all__ = [
     "Cell",
     "GridSpec",
     "load_grid",
+    "cell_status",
+    "check_inputs",
     "run_grid",
     "run_study",
     "RunSummary",
@@ -93,6 +104,7 @@ class GridSpec:
     source: Path | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # shared parameters, data root applied
     study: dict[str, Any] = field(default_factory=dict)  # what `matt study` prepares
+    notebook_dir: Path = NOTEBOOK_DIR
 
     @property
     def cells(self) -> list[Cell]:
@@ -102,15 +114,22 @@ class GridSpec:
 @dataclass
 class CellResult:
     cell: Cell
-    status: str  # "done", "skipped", "failed"
+    status: str  # "done", "skipped", "failed", "stopped" (by an interrupt), "not started"
     seconds: float = 0.0
     error: str = ""
+    attempt: Path | None = None  # where a failed or stopped attempt is kept
+
+
+_STALE_REASONS = {"parameters": "parameters changed", "notebook": "notebook edited",
+                  "code": "mattlib code changed"}
 
 
 @dataclass
 class RunSummary:
     run_dir: Path
     results: list[CellResult] = field(default_factory=list)
+    stale: collections.Counter = field(default_factory=collections.Counter)  # reason -> cells
+    interrupted: str = ""  # the signal that stopped the run ("SIGINT", "SIGTERM"), or ""
 
     @property
     def failed(self) -> list[CellResult]:
@@ -118,17 +137,28 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.interrupted
+
+    def describe_stale(self) -> str:
+        reasons = ", ".join(f"{_STALE_REASONS[k]}: {n}" for k, n in sorted(self.stale.items()))
+        return f"{sum(self.stale.values())} cells stale ({reasons}); re-running them"
 
     def describe(self) -> str:
-        counts = {s: sum(r.status == s for r in self.results) for s in ("done", "skipped", "failed")}
+        counts = collections.Counter(r.status for r in self.results)
         lines = [
             f"run {self.run_dir}: {counts['done']} executed, {counts['skipped']} already finished "
             f"(skipped), {counts['failed']} failed"
         ]
+        if self.stale:
+            lines.append("  " + self.describe_stale().replace("re-running them", "re-run"))
+        if self.interrupted:
+            lines.append(f"  INTERRUPTED by {self.interrupted}: {counts['stopped']} stopped while running, "
+                         f"{counts['not started']} not started; run again to continue")
         for r in self.failed:
             lines.append(f"  FAILED {r.cell.stem}/{r.cell.cell_id}: {r.error}")
-            lines.append(f"         executed notebook: {r.cell.output_dir / 'notebook.ipynb'}")
+            lines.append(f"         executed notebook: {r.attempt / 'notebook.ipynb'}")
+            if (r.cell.output_dir / METRICS_FILE).exists():
+                lines.append(f"         last good result kept: {r.cell.output_dir}")
         return "\n".join(lines)
 
 
@@ -147,19 +177,6 @@ def _notebook_parameters(path: Path) -> dict[str, Any]:
     import papermill
 
     return {name: p["default"] for name, p in papermill.inspect_notebook(str(path)).items()}
-
-
-def _valid_values() -> dict[str, list[str]]:
-    """Choices for the parameters whose values the runner validates before anything runs."""
-    from mattlib import choices
-
-    return {
-        "feature_set": list(choices.FEATURE_SETS),
-        "model": list(choices.MODELS),
-        "pooling": list(choices.POOLINGS),
-        "subset": ["small", "medium", "large"],
-        "device": ["auto", "cpu", "cuda"],
-    }
 
 
 def load_grid(
@@ -197,7 +214,6 @@ def load_grid(
         defaults.update(override_data_root(defaults, data_root))
     notebook_dir = Path(notebook_dir)
     available = sorted(p.name for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
-    valid_values = _valid_values()
 
     entries = spec.get("notebooks") or []
     if not isinstance(entries, list) or not entries:
@@ -230,10 +246,10 @@ def load_grid(
         base = {k: v for k, v in defaults.items() if k in declared}
         base.update(fixed)
         for key, value in [*base.items(), *((k, v) for k, vs in grid.items() for v in vs)]:
-            if key in valid_values and value not in valid_values[key]:
-                raise GridError(
-                    f"{path}: {name}: unknown {key} {value!r}; valid: {', '.join(map(str, valid_values[key]))}"
-                )
+            try:
+                check_setting(key, value)
+            except SettingsError as err:
+                raise GridError(f"{path}: {name}: {err}") from None
         # An aggregating notebook (one that reads the run folder) waits for everything before it.
         aggregator = "run_dir" in declared
         if aggregator and stages[-1]:
@@ -257,7 +273,7 @@ def load_grid(
             stages.append([])
     stages = [stage for stage in stages if stage]
     return GridSpec(run=run, run_dir=run_dir, stages=stages, source=path, defaults=defaults,
-                    study=dict(spec.get("study") or {}))
+                    study=dict(spec.get("study") or {}), notebook_dir=notebook_dir)
 
 
 def _source_digest(notebook: Path) -> str:
@@ -266,19 +282,105 @@ def _source_digest(notebook: Path) -> str:
     return hashlib.sha1(Path(notebook).read_bytes()).hexdigest()
 
 
-def is_finished(cell: Cell, *, notebook_dir: Path = NOTEBOOK_DIR) -> bool:
-    """A cell is finished when its metrics.json exists and it ran with the same parameters and
-    the same notebook source (editing a notebook re-runs its cells)."""
-    params_file = cell.output_dir / "params.yaml"
-    source_file = cell.output_dir / "source.sha1"
-    if not all(p.exists() for p in (cell.output_dir / METRICS_FILE, params_file, source_file)):
-        return False
-    if source_file.read_text().strip() != _source_digest(Path(notebook_dir) / cell.notebook):
-        return False
+def attempt_dir(cell: Cell) -> Path:
+    """Where a cell runs before its result replaces the last good one:
+    ``<run>/.attempts/<notebook>/<cell-id>/`` (kept after a failure or a kill, so a re-run resumes
+    its training checkpoint and the failure can be read)."""
+    return cell.output_dir.parent.parent / ".attempts" / cell.output_dir.parent.name / cell.output_dir.name
+
+
+def _identity(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that shape a cell's result: the runner's paths excluded, so a finished run
+    folder that is moved or copied still counts as finished."""
+    return {k: v for k, v in params.items() if k not in _RUNNER_KEYS}
+
+
+def _read_text(path: Path) -> str:
     try:
-        return yaml.safe_load(params_file.read_text()) == cell.params
-    except yaml.YAMLError:
-        return False
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def cell_status(cell: Cell, *, notebook_dir: Path = NOTEBOOK_DIR) -> str:
+    """``"finished"``, ``"new"`` (no result yet), or why the result is stale: ``"parameters"``,
+    ``"notebook"`` (its source was edited) or ``"code"`` (the mattlib package changed)."""
+    _recover(cell)
+    folder = cell.output_dir
+    if not (folder / METRICS_FILE).exists():
+        return "new"
+    try:
+        saved = yaml.safe_load((folder / "params.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "parameters"
+    if not isinstance(saved, dict) or _identity(saved) != _identity(cell.params):
+        return "parameters"
+    if _read_text(folder / "source.sha1") != _source_digest(Path(notebook_dir) / cell.notebook):
+        return "notebook"
+    if _read_text(folder / "code.sha1") != code_digest():
+        return "code"
+    return "finished"
+
+
+def is_finished(cell: Cell, *, notebook_dir: Path = NOTEBOOK_DIR) -> bool:
+    """A cell is finished when its metrics.json exists and it ran with the same parameters, the
+    same notebook source and the same mattlib code."""
+    return cell_status(cell, notebook_dir=notebook_dir) == "finished"
+
+
+def _recover(cell: Cell) -> None:
+    """Finish a swap that a kill interrupted (the last good result was set aside, not replaced)."""
+    old = _set_aside(cell)
+    if old.exists() and not cell.output_dir.exists():
+        os.replace(old, cell.output_dir)
+
+
+def _set_aside(cell: Cell) -> Path:
+    return attempt_dir(cell).with_name(cell.output_dir.name + ".old")
+
+
+def _publish(cell: Cell, attempt: Path) -> None:
+    """Replace the cell's result by a successful attempt (two renames; the old one goes last)."""
+    old = _set_aside(cell)
+    shutil.rmtree(old, ignore_errors=True)
+    cell.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    if cell.output_dir.exists():
+        os.replace(cell.output_dir, old)
+    os.replace(attempt, cell.output_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_inputs(cells: list[Cell]) -> None:
+    """Check, once, what the cells will read and write: each ``data_root`` holds readable, complete
+    FMA metadata; each ``cache_dir`` and output folder can be written.
+
+    Raises
+    ------
+    GridError
+        One line naming the path and what to do.
+    """
+    from mattlib import fma
+
+    roots = {c.params["data_root"] for c in cells if "data_root" in c.params}
+    for root in sorted(roots):
+        try:
+            fma.check_metadata(root)
+        except fma.FMADataError as err:
+            raise GridError(f"data_root {root}: {err}") from None
+    writable = {c.params["cache_dir"] for c in cells if "cache_dir" in c.params}
+    writable |= {str(c.output_dir.parent.parent) for c in cells}
+    for folder in sorted(writable):
+        _check_writable(Path(folder))
+
+
+def _check_writable(folder: Path) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise GridError(f"{folder}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GridError(f"{folder}: no permission to write in {existing}; choose a writable path")
 
 
 def _cell_env(slot: int, jobs: int) -> dict[str, str]:
@@ -305,40 +407,132 @@ def _gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
+class _Processes:
+    """The papermill processes running now, so an interrupt can stop them (and their kernels)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+
+    def start(self, command: list[str], **kwargs) -> subprocess.Popen:
+        with self._lock:
+            if self.stopping.is_set():
+                raise _NotStarted
+            # preexec_fn only calls prctl (libc loaded beforehand): safe after fork in a threaded parent
+            proc = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509
+                                    **kwargs)
+            self._running.add(proc)
+            return proc
+
+    def finish(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop_all(self) -> None:
+        """No new process starts; the running ones and their descendants are terminated."""
+        with self._lock:
+            self.stopping.set()
+            running = list(self._running)
+        for proc in running:
+            _terminate_tree(proc.pid)
+
+
+class _NotStarted(Exception):
+    """The run is stopping: a cell's process was not started."""
+
+
+_PROCESSES = _Processes()
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc; a kernel runs in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _terminate_tree(pid: int, *, grace: float = 5.0) -> None:
+    """SIGTERM ``pid`` and its descendants, SIGKILL what is still alive after ``grace`` seconds."""
+    import signal
+
+    victims = [pid, *_descendants(pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for victim in victims:
+            try:
+                os.kill(victim, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(v) for v in victims):
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = NOTEBOOK_DIR,
-             timeout: float | None = None) -> CellResult:
+             timeout: float | None = None, force: bool = False) -> CellResult:
     """Execute one cell with papermill in a fresh process; never raises on notebook errors.
 
-    ``timeout`` (seconds) bounds each notebook cell's execution (papermill's
-    ``--execution-timeout``), so a hanging cell fails instead of stalling the grid.
+    The cell runs in :func:`attempt_dir`; only a successful run replaces the cell's folder, so a
+    failing re-run never destroys the last good result. ``force`` starts the attempt afresh (no
+    training resume point). ``timeout`` (seconds) bounds each notebook cell's execution
+    (papermill's ``--execution-timeout``), so a hanging cell fails instead of stalling the grid.
     """
-    cell.output_dir.mkdir(parents=True, exist_ok=True)
-    params_file = cell.output_dir / "params.yaml"
-    (cell.output_dir / METRICS_FILE).unlink(missing_ok=True)  # a re-run never keeps stale metrics
-    params_file.write_text(yaml.safe_dump(cell.params, sort_keys=True))
-    (cell.output_dir / "source.sha1").write_text(_source_digest(Path(notebook_dir) / cell.notebook) + "\n")
+    attempt = attempt_dir(cell)
+    if force:
+        shutil.rmtree(attempt, ignore_errors=True)
+    attempt.mkdir(parents=True, exist_ok=True)
+    (attempt / METRICS_FILE).unlink(missing_ok=True)
+    params_file = attempt / "params.yaml"
+    params_file.write_text(yaml.safe_dump(_identity(cell.params), sort_keys=True))
+    (attempt / "source.sha1").write_text(_source_digest(Path(notebook_dir) / cell.notebook) + "\n")
+    (attempt / "code.sha1").write_text(code_digest() + "\n")
+    runner = {"output_dir": str(attempt), **({"run_dir": cell.params["run_dir"]} if "run_dir" in cell.params else {})}
     command = [
         sys.executable, "-m", "papermill",
-        str(Path(notebook_dir) / cell.notebook), str(cell.output_dir / "notebook.ipynb"),
-        "-f", str(params_file), "-k", "python3", "--cwd", os.getcwd(), "--no-progress-bar",
-        "--log-level", "WARNING",
+        str(Path(notebook_dir) / cell.notebook), str(attempt / "notebook.ipynb"),
+        "-f", str(params_file), "-y", json.dumps(runner), "-k", "python3", "--cwd", os.getcwd(),
+        "--no-progress-bar", "--log-level", "WARNING",
     ]
     if timeout:
         command += ["--execution-timeout", str(int(timeout))]
     start = time.perf_counter()
-    log = cell.output_dir / "papermill.log"
+    log = attempt / "papermill.log"
     # papermill's limit is per notebook cell; the whole run also gets a wall-clock limit, in case
     # the client itself stalls (the kernel idle, nbclient still waiting)
     wall = timeout * (_code_cells(Path(notebook_dir) / cell.notebook) + 1) if timeout else None
     with log.open("w") as handle:
         try:
-            proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
-                                  env=_cell_env(slot, jobs), timeout=wall)
-            code = proc.returncode
+            proc = _PROCESSES.start(command, stdout=handle, stderr=subprocess.STDOUT, env=_cell_env(slot, jobs))
+        except _NotStarted:
+            return CellResult(cell, "not started", attempt=attempt)
+        try:
+            code = proc.wait(timeout=wall)
         except subprocess.TimeoutExpired:
+            _terminate_tree(proc.pid)
             code = None
+        finally:
+            _PROCESSES.finish(proc)
     seconds = time.perf_counter() - start
-    if code == 0 and (cell.output_dir / METRICS_FILE).exists():
+    if _PROCESSES.stopping.is_set() and code != 0:
+        return CellResult(cell, "stopped", seconds, "stopped by an interrupt", attempt=attempt)
+    if code == 0 and (attempt / METRICS_FILE).exists():
+        _publish(cell, attempt)
         return CellResult(cell, "done", seconds)
     if code is None:
         error = f"the notebook ran past its time limit ({wall:.0f} s) and was stopped"
@@ -348,7 +542,7 @@ def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = N
         error = f"papermill was killed by signal {-code}"
     else:
         error = _last_error(log) or f"papermill exited with status {code}"
-    return CellResult(cell, "failed", seconds, error)
+    return CellResult(cell, "failed", seconds, error, attempt=attempt)
 
 
 def _code_cells(notebook: Path) -> int:
@@ -366,10 +560,11 @@ def _last_error(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _run_in_slot(cell: Cell, slots: "queue.Queue[int]", *, jobs: int, timeout: float | None) -> CellResult:
+def _run_in_slot(cell: Cell, slots: queue.Queue[int], *, jobs: int, timeout: float | None,
+                 force: bool, notebook_dir: Path) -> CellResult:
     slot = slots.get()  # a free slot: no two running cells share a GPU
     try:
-        return run_cell(cell, slot=slot, jobs=jobs, timeout=timeout)
+        return run_cell(cell, slot=slot, jobs=jobs, timeout=timeout, force=force, notebook_dir=notebook_dir)
     finally:
         slots.put(slot)
 
@@ -385,8 +580,12 @@ def run_grid(
 ) -> RunSummary:
     """Execute every cell of a params file, stage by stage, ``jobs`` cells at a time.
 
-    Cells already finished are skipped unless ``force``. Failures do not stop the run; they are
-    listed in the summary (``summary.ok`` is False).
+    Cells already finished (same parameters, notebook source and mattlib code) are skipped unless
+    ``force``; stale ones are counted and re-run. The inputs are checked once before any cell
+    starts, and the run folder is locked (a second run on it fails with one line naming the
+    holder). Failures do not stop the run; they are listed in the summary (``summary.ok`` is
+    False). An interrupt (Ctrl-C, or SIGTERM through ``matt``) stops the running cells, starts no
+    queued one, and returns the summary with ``interrupted`` set.
     """
     from tqdm.auto import tqdm
 
@@ -394,33 +593,73 @@ def run_grid(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     spec = params if isinstance(params, GridSpec) else load_grid(params, data_root=data_root)
     summary = RunSummary(run_dir=spec.run_dir)
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(spec.cells), desc=f"grid {spec.run}", unit="cell", disable=not progress)
+    with folder_lock(spec.run_dir, what="run folder"):
+        status = {id(c): cell_status(c, notebook_dir=spec.notebook_dir) for c in spec.cells}
+        pending = [c for c in spec.cells if force or status[id(c)] != "finished"]
+        check_inputs(pending)
+        summary.stale = collections.Counter(s for s in status.values() if s not in ("finished", "new"))
+        bar = tqdm(total=len(spec.cells), desc=f"grid {spec.run}", unit="cell", disable=not progress)
+        if summary.stale and progress:
+            bar.write(summary.describe_stale())
+        try:
+            _run_stages(spec, summary, bar, jobs=jobs, force=force, timeout=timeout, status=status)
+        except KeyboardInterrupt as interrupt:
+            summary.interrupted = getattr(interrupt, "signame", "SIGINT")
+        finally:
+            bar.close()
+    return summary
+
+
+def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: bool,
+                timeout: float | None, status: dict[int, str]) -> None:
     ran_upstream = False  # an aggregating notebook (06) re-runs when a cell before it ran
     slots: queue.Queue[int] = queue.Queue()  # worker slots; slot k runs on GPU k % n_gpus
     for slot in range(jobs):
         slots.put(slot)
-    for stage in spec.stages:
+    _PROCESSES.stopping.clear()
+    for i, stage in enumerate(spec.stages):
         todo = []
         for cell in stage:
             stale = ran_upstream and "run_dir" in cell.params
-            if not force and not stale and is_finished(cell):
+            if not force and not stale and status[id(cell)] == "finished":
                 summary.results.append(CellResult(cell, "skipped"))
                 bar.update()
             else:
                 todo.append(cell)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout): cell for cell in todo}
-            for future in as_completed(futures):
-                result = future.result()
-                summary.results.append(result)
-                bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
-                bar.update()
-                if result.status == "failed":
-                    bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+        try:
+            _run_stage(todo, summary, bar, slots, jobs=jobs, force=force, timeout=timeout,
+                       notebook_dir=spec.notebook_dir)
+        except KeyboardInterrupt:
+            later = [c for stage in spec.stages[i + 1:] for c in stage]
+            summary.results.extend(CellResult(c, "not started") for c in later)
+            raise
         ran_upstream = ran_upstream or bool(todo)
-    bar.close()
-    return summary
+
+
+def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[int], *, jobs: int,
+               force: bool, timeout: float | None, notebook_dir: Path) -> None:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force,
+                           notebook_dir=notebook_dir): cell for cell in todo}
+    recorded = set()
+    try:
+        for future in as_completed(futures):
+            result = future.result()
+            recorded.add(future)
+            summary.results.append(result)
+            bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
+            bar.update()
+            if result.status == "failed":
+                bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+    except BaseException:  # an interrupt, or an error of the runner itself (e.g. a full disk)
+        _PROCESSES.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, cell in futures.items():
+            if future in recorded:
+                continue
+            summary.results.append(CellResult(cell, "not started") if future.cancelled() else future.result())
+        raise
+    pool.shutdown()
 
 
 def run_study(
@@ -461,6 +700,10 @@ def run_study(
         print(f"  {extraction}")
     summary = run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
     print(summary.describe())
+    if summary.interrupted:
+        interrupt = KeyboardInterrupt(summary.interrupted)
+        interrupt.signame = summary.interrupted
+        raise interrupt
     index = report.build_report(spec.run_dir)
     return index, summary.ok
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -444,9 +445,9 @@ def fit(
         best: tuple[float, float] | None = None  # (acc, -loss)
         best_epoch, best_state, since_best, stopped = 0, {}, 0, False
         ckpt_path, last_path, start_epoch = None, None, 1
-        run_key = {"classes": list(train_data.classes), "n_train": len(train_data), "n_val": len(val_data),
-                   "batch_size": batch_size, "lr": float(lr), "weight_decay": float(weight_decay),
-                   "seed": seed, "logit_adjustment": float(logit_adjustment)}
+        run_key = _run_key(model, train_data, val_data, epochs=epochs, patience=patience, batch_size=batch_size,
+                           lr=lr, weight_decay=weight_decay, seed=seed, class_weights=class_weights,
+                           logit_adjustment=logit_adjustment, amp=amp and dev.type == "cuda")
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             ckpt_path = str(Path(checkpoint_dir) / "best.pt")
@@ -537,10 +538,33 @@ def fit(
         torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
 
 
+def _run_key(model: nn.Module, train_data: BagDataset, val_data: BagDataset, **settings) -> dict:
+    """Everything that shapes a training run: the data, the model's architecture (parameter names
+    and shapes), every fit setting and the mattlib code. A resume point is used only on a match."""
+    from mattlib.provenance import code_digest
+
+    weights = settings.pop("class_weights")
+    return {
+        "classes": list(train_data.classes), "n_train": len(train_data), "n_val": len(val_data),
+        "train_bags": _ids_digest(train_data), "val_bags": _ids_digest(val_data),
+        "model": type(model).__name__,
+        "architecture": [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()],
+        **{k: float(v) if isinstance(v, float) else v for k, v in settings.items()},
+        "class_weights": weights if weights is None or isinstance(weights, str) else [float(w) for w in weights],
+        "code": code_digest(),
+    }
+
+
+def _ids_digest(data: BagDataset) -> str:
+    import hashlib
+
+    return hashlib.sha1(repr((list(data.bag_ids), list(map(int, data.labels)))).encode()).hexdigest()
+
+
 def _save_last(path: Path, *, run_key: dict, model: nn.Module, opt, gen: torch.Generator, history: list,
                best, best_epoch: int, best_state: dict, since_best: int) -> None:
     """Write ``last.pt`` atomically (a kill mid-write never leaves a broken resume point)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two writers never share it
     torch.save({
         "run_key": run_key, "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -559,8 +583,11 @@ def _resume(path: Path, run_key: dict, model: nn.Module, opt, gen: torch.Generat
     except Exception as err:  # a corrupt resume point is not worth a crash: start over
         warnings.warn(f"ignoring unreadable {path} ({err}); training from scratch")
         return None
-    if state.get("run_key") != run_key:
-        warnings.warn(f"{path} belongs to another run (data or settings changed); training from scratch")
+    saved = state.get("run_key") or {}
+    if saved != run_key:
+        changed = sorted(k for k in set(saved) | set(run_key) if saved.get(k) != run_key.get(k))
+        print(f"{path} was saved by another run ({', '.join(changed)} changed); training from scratch",
+              file=sys.stderr)
         return None
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])

@@ -100,21 +100,78 @@ def test_every_notebook_is_output_free_and_all_its_parameters_parse():
         assert {"output_dir"} <= set(assigned)
 
 
-def test_a_cell_is_finished_only_with_the_same_params_and_notebook_source(tmp_path):
+def test_a_cell_is_finished_only_with_the_same_params_notebook_source_and_code(tmp_path):
+    import shutil
+
     import yaml as _yaml
+
+    from mattlib.provenance import code_digest
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     (notebooks / "03_x.ipynb").write_text('{"cells": []}')
-    out = tmp_path / "out"
-    out.mkdir()
+    out = tmp_path / "run" / "03_x" / "lr"
+    out.mkdir(parents=True)
     cell = grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(out)}, out)
-    (out / "params.yaml").write_text(_yaml.safe_dump(cell.params))
+    (out / "params.yaml").write_text(_yaml.safe_dump({"model": "lr"}))
     (out / "source.sha1").write_text(grid._source_digest(notebooks / "03_x.ipynb"))
-    assert not grid.is_finished(cell, notebook_dir=notebooks)  # no metrics.json yet
+    (out / "code.sha1").write_text(code_digest())
+    assert grid.cell_status(cell, notebook_dir=notebooks) == "new"  # no metrics.json yet
     (out / "metrics.json").write_text("{}")
     assert grid.is_finished(cell, notebook_dir=notebooks)
+    # a finished run folder that is moved still counts as finished (its path is not a parameter)
+    moved = tmp_path / "elsewhere" / "03_x" / "lr"
+    shutil.copytree(out, moved)
+    assert grid.is_finished(grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(moved)}, moved),
+                            notebook_dir=notebooks)
     changed = grid.Cell("03_x.ipynb", "lr", {"model": "svm", "output_dir": str(out)}, out)
-    assert not grid.is_finished(changed, notebook_dir=notebooks)
+    assert grid.cell_status(changed, notebook_dir=notebooks) == "parameters"
+    (out / "code.sha1").write_text("0" * 40)  # made by other mattlib code
+    assert grid.cell_status(cell, notebook_dir=notebooks) == "code"
     (notebooks / "03_x.ipynb").write_text('{"cells": [1]}')  # the notebook was edited
-    assert not grid.is_finished(cell, notebook_dir=notebooks)
+    assert grid.cell_status(cell, notebook_dir=notebooks) == "notebook"
+
+
+def test_the_code_digest_changes_with_a_library_function(tmp_path):
+    import shutil
+
+    from mattlib.provenance import PACKAGE_DIR, code_digest
+
+    copy = tmp_path / "mattlib"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_digest(package_dir=copy) == code_digest()
+    metrics = copy / "metrics.py"
+    metrics.write_text(metrics.read_text().replace("def ", "def _changed_helper():\n    return 1\n\n\ndef ", 1))
+    assert code_digest(package_dir=copy) != code_digest()
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("epochs", '"ten"', "epochs must be an integer >= 1, got 'ten' (str)"),
+    ("epochs", "-3", "epochs must be an integer >= 1, got -3"),
+    ("batch_size", "0", "batch_size must be an integer >= 1, got 0"),
+    ("lr", "1e-3", "YAML reads 1e-3 as text: write 1.0e-3"),
+    ("hidden", "[64, 0]", "hidden must be a non-empty list, each an integer >= 1"),
+    ("patience", "true", "patience must be an integer >= 1 or null, got True"),
+])
+def test_types_and_ranges_fail_when_the_params_file_is_read(tmp_path, setting, value, message):
+    text = f"defaults: {{{setting}: {value}}}\nnotebooks: [{{notebook: 04_mil}}]"
+    with pytest.raises(grid.GridError) as err:
+        grid.load_grid(write(tmp_path, text))
+    assert message in str(err.value) and "04_mil.ipynb" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_object():
+    from mattlib.settings import Settings, SettingsError
+
+    s = Settings.from_parameters({"epochs": 5, "hidden": [32], "colour": "red"})
+    assert s.epochs == 5 and s.hidden == (32,) and s.extra == {"colour": "red"}
+    assert s.replace(batch_size=4).to_dict()["batch_size"] == 4
+    assert Settings.from_parameters(s.to_dict()) == s
+    with pytest.raises(SettingsError, match="batch_size must be an integer >= 1, got 0"):
+        s.replace(batch_size=0)
+    with pytest.raises(SettingsError, match="unknown setting"):
+        Settings.from_parameters({"colour": "red"}, strict=True)
+    # every notebook parameter the study declares has one declared constraint
+    for path in sorted((ROOT / "notebooks").glob("0[3-5]_*.ipynb")):
+        assert set(grid._notebook_parameters(path)) <= set(Settings.names()) | {"logit_adjustment"}, path.name

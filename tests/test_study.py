@@ -42,19 +42,22 @@ def matt(*args: str) -> subprocess.CompletedProcess:
 def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
     spec = params_file(tmp_path / "grid.yaml", tiny_study, [
         {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]}},
-        # a deliberately crashing cell: a negative bag size is rejected inside the notebook
-        {"notebook": "03_baselines", "params": {"model": "svm", "max_bag_size": -1, "feature_set": "mfcc"}},
+        # a deliberately crashing cell (valid settings): 03 reads a log-mel of settings never extracted
+        {"notebook": "03_baselines", "params": {"model": "svm", "feature_set": "mel"}},
         {"notebook": "06_long_tail"},  # reads the whole run: re-runs whenever a cell before it ran
     ], run="failing")
     first = matt("run", str(spec), "--jobs", "2", "--cell-timeout", "300")
     assert first.returncode == 1, first.stdout + first.stderr
     assert "3 executed, 0 already finished (skipped), 1 failed" in first.stdout
-    assert "FAILED 03_baselines/mfcc-svm: ValueError: max_size must be >= 1 or None, got -1" in first.stdout
+    assert "FAILED 03_baselines/mel-svm: FileNotFoundError" in first.stdout
     run_dir = tiny_study["base"] / "outputs" / "failing" / "03_baselines"
-    failed_nb = nbformat.read(run_dir / "mfcc-svm" / "notebook.ipynb", as_version=4)
+    # a failed attempt is kept apart from the results (named in the summary)
+    attempt = run_dir.parent / ".attempts" / "03_baselines" / "mel-svm"
+    assert f"executed notebook: {attempt / 'notebook.ipynb'}" in first.stdout
+    failed_nb = nbformat.read(attempt / "notebook.ipynb", as_version=4)
     errors = [o for c in failed_nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert errors and errors[0]["ename"] == "ValueError"
-    assert not (run_dir / "mfcc-svm" / "metrics.json").exists()
+    assert errors and errors[0]["ename"] == "FileNotFoundError"
+    assert not (run_dir / "mel-svm").exists()  # never succeeded: no result folder
     for cell in ("mfcc-lr", "mfcc-knn"):
         metrics = json.loads((run_dir / cell / "metrics.json").read_text())
         assert [r["label"] for r in metrics["results"]] == [cell.split("-")[1].upper(), cell.split("-")[1].upper() + "+late"]
@@ -206,7 +209,7 @@ def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
 
     running, seen, lock = set(), [], threading.Lock()
 
-    def fake_run_cell(cell, *, slot, jobs, timeout):
+    def fake_run_cell(cell, *, slot, jobs, timeout, **_):
         with lock:
             assert slot not in running, "two running cells share a slot (GPU)"
             running.add(slot)

@@ -248,3 +248,43 @@ def test_chunked_encoding_predicts_whole_bags_as_in_one_piece():
         # float32 matmuls over 4 vs 13 rows may take other kernels: ~1e-7 relative apart
         np.testing.assert_allclose(chunked.scores, whole.scores, rtol=1e-5, atol=1e-6)
         assert [len(a) for a in chunked.attention] == m.groupby("bag_id", sort=False).size().tolist()
+
+
+def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, monkeypatch, capsys):
+    import mattlib.train as train_module
+
+    train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
+    val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
+    settings = dict(batch_size=8, lr=1e-2, seed=7, progress=False)
+    real_eval = train_module._evaluate_loss_acc
+
+    def killed_after_epoch_2():
+        calls = {"n": 0}
+
+        def evaluate(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real_eval(*args, **kwargs)
+        monkeypatch.setattr(train_module, "_evaluate_loss_acc", evaluate)
+        with pytest.raises(KeyboardInterrupt):
+            fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=600, **settings)
+        monkeypatch.setattr(train_module, "_evaluate_loss_acc", real_eval)
+        assert (tmp_path / "last.pt").exists()
+
+    # fewer epochs: a fresh run of exactly those epochs, said in one line
+    killed_after_epoch_2()
+    capsys.readouterr()
+    short = fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
+    assert [h["epoch"] for h in short.history] == [1, 2]
+    err = capsys.readouterr().err.strip()
+    assert "epochs changed" in err and "training from scratch" in err and "\n" not in err
+
+    # another architecture (wider hidden layer) trains from scratch instead of failing to load
+    killed_after_epoch_2()
+    torch.manual_seed(0)
+    wider = BagModel(make_encoder("mlp", input_shape=8, hidden=(16,), dropout=0.0),
+                     make_pooling("gated", in_dim=16, n_classes=2))
+    res = fit(wider, train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    assert "architecture" in capsys.readouterr().err

@@ -1,0 +1,255 @@
+"""Every setting of the study, declared once: name, type, range or choices, default.
+
+:class:`Settings` is a frozen dataclass; its ``_parameter_constraints`` (scikit-learn style) are
+checked in one place, :func:`check_setting`, by the params-file reader (:mod:`mattlib.grid`) and
+by :meth:`Settings.from_parameters`. A bad value fails with one line naming the setting, the value
+and what is allowed::
+
+    >>> Settings.from_parameters({"epochs": "ten"})
+    Traceback (most recent call last):
+    ...
+    mattlib.settings.SettingsError: epochs must be an integer >= 1, got 'ten' (str)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mattlib import choices
+
+__all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong type or value; the message is one line naming what is allowed."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number of ``kind`` (int or float) within [low, high] (None: unbounded)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.kind is int and not isinstance(value, numbers.Integral):
+            return False
+        if self.kind is float and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        name = "an integer" if self.kind is int else "a finite number"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"<= {self.high:g}")
+        return " ".join([name, " and ".join(bounds)]).strip()
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def accepts(self, value: Any) -> bool:
+        return any(value is v if v is None else (value == v and not isinstance(value, bool))
+                   for v in self.values)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join("null" if v is None else str(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A non-empty list of values that ``item`` accepts."""
+
+    item: Interval
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and len(value) > 0 and all(map(self.item.accepts, value))
+
+    def __str__(self) -> str:
+        return f"a non-empty list, each {self.item}"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A non-empty string (a path, a run name)."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and value.strip() != ""
+
+    def __str__(self) -> str:
+        return "a non-empty text"
+
+
+_POSITIVE_INT = Interval(int, 1)
+_COUNT = Interval(int, 0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The study's settings: what one notebook cell (or one CLI call) runs with.
+
+    Parameters
+    ----------
+    data_root, subset, cache_dir, output_dir, run_dir
+        Where the data, the feature cache and the results are (``run_dir``: the run an
+        aggregating notebook reads).
+    feature_set, model, pooling
+        Table I's feature set, the model (a baseline or an encoder) and the bag pooling.
+    seed, device
+        Random seed; ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    epochs, patience, batch_size, lr, weight_decay, class_weights, logit_adjustment
+        Training (``patience`` None: no early stopping).
+    hidden, widths
+        MLP encoder widths; CRNN / CRNN-TF convolution widths.
+    max_instances, max_bag_size
+        0 keeps bags whole; N > 0 uses the first N tracks / cuts bags into chunks of N.
+    mel_sr, mel_seconds, mel_n_mels, mel_hop_length, mel_n_fft, mel_crop
+        The log-mel (:class:`mattlib.features.MelSettings`).
+    kind, jobs
+        Which features to extract and with how many worker processes.
+    """
+
+    data_root: str = "data/demo"
+    subset: str = "medium"
+    cache_dir: str = "outputs/cache/demo"
+    output_dir: str = "outputs/adhoc"
+    run_dir: str | None = None
+    feature_set: str = "all"
+    model: str = "mlp"
+    pooling: str = "mean"
+    seed: int = 0
+    device: str = "auto"
+    epochs: int = 30
+    patience: int | None = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    class_weights: str | None = None
+    logit_adjustment: float = 0.0
+    hidden: tuple[int, ...] = (512, 256)
+    widths: tuple[int, ...] = (64, 128, 128, 128)
+    max_instances: int = 0
+    max_bag_size: int = 0
+    mel_sr: int = 12000
+    mel_seconds: float = 29.0
+    mel_n_mels: int = 96
+    mel_hop_length: int = 256
+    mel_n_fft: int = 512
+    mel_crop: str = "start"
+    kind: str = "both"
+    jobs: int = 1
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "data_root": Text(),
+        "subset": Options(("small", "medium", "large")),
+        "cache_dir": Text(),
+        "output_dir": Text(),
+        "run_dir": Options((None,)),  # or a Text; see check_setting
+        "feature_set": Options(choices.FEATURE_SETS),
+        "model": Options(choices.MODELS),
+        "pooling": Options(choices.POOLINGS),
+        "seed": _COUNT,
+        "device": Options(("auto", "cpu", "cuda")),
+        "epochs": _POSITIVE_INT,
+        "patience": _POSITIVE_INT,  # or None
+        "batch_size": _POSITIVE_INT,
+        "lr": Interval(float, 0.0, low_open=True),
+        "weight_decay": Interval(float, 0.0),
+        "class_weights": Options((None, "balanced")),
+        "logit_adjustment": Interval(float, 0.0),
+        "hidden": ListOf(_POSITIVE_INT),
+        "widths": ListOf(_POSITIVE_INT),
+        "max_instances": _COUNT,
+        "max_bag_size": _COUNT,
+        "mel_sr": _POSITIVE_INT,
+        "mel_seconds": Interval(float, 0.0, low_open=True),
+        "mel_n_mels": _POSITIVE_INT,
+        "mel_hop_length": _POSITIVE_INT,
+        "mel_n_fft": _POSITIVE_INT,
+        "mel_crop": Options(("start", "centre", "center")),
+        "kind": Options(("fma518", "mel", "both")),
+        "jobs": _POSITIVE_INT,
+    }
+    # settings that may also be None (no limit / not set)
+    _nullable: ClassVar[frozenset] = frozenset({"patience", "run_dir"})
+
+    def __post_init__(self):
+        for name in self._parameter_constraints:
+            check_setting(name, getattr(self, name))
+        for name in ("hidden", "widths"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The declared setting names."""
+        return tuple(cls._parameter_constraints)
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any], *, strict: bool = False) -> Settings:
+        """Settings from a notebook's (or a params file's) parameters, validated.
+
+        Names the study does not declare go to ``extra`` (unvalidated), or fail when ``strict``.
+        """
+        known = {k: v for k, v in parameters.items() if k in cls._parameter_constraints}
+        unknown = {k: v for k, v in parameters.items() if k not in cls._parameter_constraints}
+        if strict and unknown:
+            raise SettingsError(f"unknown setting(s) {sorted(unknown)}; valid: {', '.join(cls.names())}")
+        return cls(**known, extra=unknown)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (YAML/JSON-able) values, lists for the widths; ``extra`` included."""
+        out = {name: getattr(self, name) for name in self._parameter_constraints}
+        out["hidden"], out["widths"] = list(self.hidden), list(self.widths)
+        return {**out, **self.extra}
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Raise :class:`SettingsError` (one line) if ``value`` is not allowed for setting ``name``.
+
+    Names the study does not declare are accepted as they are.
+    """
+    constraint = Settings._parameter_constraints.get(name)
+    if constraint is None:
+        return
+    if value is None and name in Settings._nullable:
+        return
+    if name == "run_dir":
+        constraint = Text()
+    if constraint.accepts(value):
+        return
+    hint = ""
+    if isinstance(value, str) and isinstance(constraint, Interval):
+        try:
+            float(value)
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+        except ValueError:
+            pass
+    if isinstance(constraint, Options):
+        return _raise(f"unknown {name} {value!r}; valid: {', '.join('null' if v is None else str(v) for v in constraint.values)}")
+    allowed = f"{constraint} or null" if name in Settings._nullable else str(constraint)
+    _raise(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}){hint}")
+
+
+def _raise(message: str) -> None:
+    raise SettingsError(message)
