@@ -20,7 +20,7 @@ def torch_one_thread():
 
 @pytest.fixture(scope="session")
 def fma_root() -> Path:
-    """A real (truncated) FMA root: official metadata rows and three fma_small clips."""
+    """A real (truncated) FMA root: official metadata rows and 20 fma_small clips."""
     return DATA
 
 

@@ -393,9 +393,13 @@ def test_resume_mel_does_not_recompute(tmp_path, monkeypatch):
 
 def test_extract_audio_dir_parallel(tmp_path):
     s = F.MelSettings(seconds=10.0)
-    rep = F.extract_audio_dir(CLIPS, kind="mel", out=tmp_path, jobs=2, settings=s, progress=False)
+    clips = tmp_path / "clips"  # three of the 20 real clips of tests/data
+    clips.mkdir()
+    for clip in (CLIP2, CLIP5, CLIP140):
+        shutil.copy(clip, clips)
+    rep = F.extract_audio_dir(clips, kind="mel", out=tmp_path / "out", jobs=2, settings=s, progress=False)
     assert (rep.done, rep.failed, rep.jobs) == (3, 0, 2)
-    store = F.load_mel(F.mel_dir(tmp_path, s))
+    store = F.load_mel(F.mel_dir(tmp_path / "out", s))
     assert store.track_ids.tolist() == [2, 5, 140]
     np.testing.assert_allclose(store.get(140).astype(np.float32), F.compute_mel(CLIP140, s)[0], atol=0.05)
 
