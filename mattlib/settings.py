@@ -117,8 +117,11 @@ class Settings:
         Training (``patience`` None: no early stopping).
     hidden, widths
         MLP encoder widths; CRNN / CRNN-TF convolution widths.
-    max_instances, max_bag_size
-        0 keeps bags whole; N > 0 uses the first N tracks / cuts bags into chunks of N.
+    max_bag_size
+        0 keeps bags whole; N > 0 cuts training bags into chunks of at most N tracks (validation
+        and test bags stay whole).
+    matt_score
+        MATT's instance score: ``paper`` (tanh(w_s [s_k; q_g] + b_s)) or ``dot`` (bilinear).
     mel_sr, mel_seconds, mel_n_mels, mel_hop_length, mel_n_fft, mel_crop
         The log-mel (:class:`mattlib.features.MelSettings`).
     kind, jobs
@@ -144,8 +147,8 @@ class Settings:
     logit_adjustment: float = 0.0
     hidden: tuple[int, ...] = (512, 256)
     widths: tuple[int, ...] = (64, 128, 128, 128)
-    max_instances: int = 0
     max_bag_size: int = 0
+    matt_score: str = "paper"
     mel_sr: int = 12000
     mel_seconds: float = 29.0
     mel_n_mels: int = 96
@@ -176,8 +179,8 @@ class Settings:
         "logit_adjustment": Interval(float, 0.0),
         "hidden": ListOf(_POSITIVE_INT),
         "widths": ListOf(_POSITIVE_INT),
-        "max_instances": _COUNT,
         "max_bag_size": _COUNT,
+        "matt_score": Options(("paper", "dot")),
         "mel_sr": _POSITIVE_INT,
         "mel_seconds": Interval(float, 0.0, low_open=True),
         "mel_n_mels": _POSITIVE_INT,
