@@ -1058,13 +1058,13 @@ def _single_blas_thread():
         return contextlib.nullcontext()
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     # one BLAS/OpenMP thread per worker process: `jobs` processes already fill the cores
     _single_blas_thread()
     warnings.simplefilter("ignore")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker must not inherit matt's handler
-    die_with_parent()  # a SIGKILLed parent leaves no worker behind
+    die_with_parent(parent)  # a SIGKILLed parent leaves no worker behind
 
 
 # -- worker functions (module level: picklable) --
@@ -1128,22 +1128,27 @@ def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_resu
                 on_result(res)
                 bar.update(len(chunk))
         return
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(use_cuda), initializer=_init_worker) as ex:
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(use_cuda), initializer=_init_worker,
+                                initargs=(os.getpid(),)) as ex:
         pending: set = set()
         it = iter(chunks)
-        for chunk in it:
-            pending.add(ex.submit(fn, chunk))
-            if len(pending) >= 2 * jobs:
-                break
-        while pending:
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                res = fut.result()
-                on_result(res)
-                bar.update(len(res))
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.add(ex.submit(fn, nxt))
+        try:
+            for chunk in it:
+                pending.add(ex.submit(fn, chunk))
+                if len(pending) >= 2 * jobs:
+                    break
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    res = fut.result()
+                    on_result(res)
+                    bar.update(len(res))
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.add(ex.submit(fn, nxt))
+        except BaseException:  # Ctrl-C: no queued chunk starts (finished ones are already saved)
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):

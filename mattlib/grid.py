@@ -420,7 +420,8 @@ class _Processes:
             if self.stopping.is_set():
                 raise _NotStarted
             # preexec_fn only calls prctl (libc loaded beforehand): safe after fork in a threaded parent
-            proc = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509
+            proc = subprocess.Popen(command, start_new_session=True,  # noqa: PLW1509
+                                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
                                     **kwargs)
             self._running.add(proc)
             return proc

@@ -188,7 +188,7 @@ def test_sigkilled_matt_features_leaves_no_worker_behind(tmp_path):
         proc.wait(timeout=10)
     finally:
         proc.kill()
-    wait_for(lambda: not processes_with(token), 10, "the workers to exit")
+    wait_for(lambda: not processes_with(token), 20, "the workers to exit")
 
 
 # -- 5. one writer per folder ----------------------------------------------------------------------
