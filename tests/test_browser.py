@@ -13,10 +13,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from mattlib import report
+from mattlib import grid, report
 
 pytestmark = pytest.mark.browser
 
@@ -188,3 +189,48 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
     assert plot_state(page, 1)["title"] == f"log-mel of track {int(selected(track))}"
     page.screenshot(path=str(SHOTS / "explorer_after_click.png"))
     page.close()
+
+
+@pytest.fixture(scope="module")
+def executed_run(params, tmp_path_factory) -> Path:
+    """05_matt run by the grid (papermill in its own process, as `matt run` does), and its report."""
+    base = tmp_path_factory.mktemp("browser_run")
+    spec = {"run": "browser", "output_root": str(base),
+            "defaults": {k: v for k, v in params.items() if k not in ("feature_set", "model", "pooling")},
+            "notebooks": [{"notebook": "05_matt", "params": {k: params[k] for k in ("feature_set", "model", "pooling")}}]}
+    (base / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    summary = grid.run_grid(base / "grid.yaml", jobs=1, progress=False, timeout=300)
+    assert summary.ok, summary.describe()
+    report.build_report(base / "browser")
+    return base / "browser"
+
+
+def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_run):
+    nb = nbformat.read(executed_run / "05_matt" / "all-mlp-matt" / "notebook.ipynb", as_version=4)
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata["widgets"]  # saved by papermill
+    out = executed_run / "report"
+    pages = [out / "index.html", *sorted((out / "notebooks").glob("*.html"))]
+    assert len(pages) == 2
+    for path in pages:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors, outside = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:")) else outside.append(r.url))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        n_figures = page.locator(".plotly-graph-div").count()
+        assert n_figures >= 2, path.name
+        # every figure drawn: plotly.js has filled its SVG with traces
+        page.wait_for_function("n => Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                               ".filter(d => d.querySelectorAll('svg.main-svg *').length > 0).length == n",
+                               arg=n_figures, timeout=30_000)
+        if path.parent.name == "notebooks":
+            # the formulas of 05's introduction typeset by the shipped MathJax (no raw TeX left)
+            page.wait_for_selector("mjx-container svg", timeout=30_000)
+            assert "$$" not in page.locator(".jp-RenderedMarkdown").first.inner_text()
+            assert page.get_by_text("last view").count() == 1  # the explorer, drawn statically
+        page.screenshot(path=str(SHOTS / f"report_{path.stem}.png"), full_page=True)
+        assert outside == [], outside
+        assert errors == [], errors
+        page.close()
