@@ -12,7 +12,7 @@ PARAMS ?= params/demo.yaml
 JOBS   ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: study test venv clean-outputs
+.PHONY: study test venv clean-outputs chromium test-browser
 
 venv: $(STAMP)
 
@@ -27,8 +27,19 @@ $(STAMP): pyproject.toml
 study: $(STAMP)
 	$(BIN)/matt study $(if $(DATA),--data $(DATA)) --params $(PARAMS) --jobs $(JOBS)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-outputs:
 	rm -rf outputs/*/ 
+
+# Browser tests (tests/test_browser.py) drive Debian's chromium: installed here with apt-get where it
+# is missing and apt-get can run (root or passwordless sudo); otherwise those tests skip, saying so.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ command -v apt-get >/dev/null && SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ) && \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; } || \
+	echo "chromium not installed: run 'sudo apt-get install chromium' to run the browser tests"
+
+test-browser: $(STAMP) chromium
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)

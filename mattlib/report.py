@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -287,31 +286,6 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
     return fig
 
 
-# plotly's "notebook" renderer inlines plotly.js (~4.8 MB) into every executed notebook; the
-# rendered pages share the report's one copy instead.
-_SHARED_PLOTLY = '<script charset="utf-8" src="../plotly.min.js"></script>'
-_INLINE_PLOTLY = re.compile(r"<script[^>]*>\s*/\*\*\s*\* plotly\.js v.*?</script>", re.S)
-
-
-def _render_notebooks(run_dir: Path, out_dir: Path) -> list[tuple[str, str, str]]:
-    """Render every executed notebook to HTML; returns (notebook, cell, relative html path)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter()
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    links = []
-    for nb_path in sorted(run_dir.glob("*/*/notebook.ipynb")):
-        notebook, cell = nb_path.parent.parent.name, nb_path.parent.name
-        target = out_dir / f"{notebook}__{cell}.html"
-        if not target.exists() or target.stat().st_mtime < nb_path.stat().st_mtime:
-            body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-            target.write_text(_INLINE_PLOTLY.sub(lambda _: _SHARED_PLOTLY, body))
-        links.append((notebook, cell, f"notebooks/{target.name}"))
-    return links
-
-
 def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
     """Static plotly figures (HTML divs) of a few bags' attention, from attention.json files."""
     from mattlib import widgets
@@ -365,7 +339,7 @@ def _format(table: pd.DataFrame) -> str:
 
 def build_report(run_dir: str | Path) -> Path:
     """Write ``<run_dir>/report/`` (tables, PR figure, rendered notebooks, ``index.html``)."""
-    import plotly.offline
+    from mattlib import report_html
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -383,8 +357,8 @@ def build_report(run_dir: str | Path) -> Path:
     fig = plot_pr_curves(run_dir)
     fig.savefig(out / "pr_curves.png", dpi=120)
     plt.close(fig)
-    (out / "plotly.min.js").write_text(plotly.offline.get_plotlyjs())
-    links = _render_notebooks(run_dir, out / "notebooks")
+    report_html.write_assets(out)
+    links = report_html.render_notebooks(run_dir, out / "notebooks")
     attention = _attention_figures(run_dir)
 
     case = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"07_case_study/*/{METRICS_FILE}"))]

@@ -14,7 +14,8 @@ a single distribution (mean, max, gated) it holds ``["bag"]``.
 
 :class:`AttentionExplorer` filters bags by split, true genre, predicted genre and
 correct / wrong, and shows for the chosen bag the attention of each track under the true and the
-predicted genre's query, the genre scores, the log-mel of a track and an audio player.
+predicted genre's query, the genre scores, the log-mel of a track and an audio player. Clicking a
+track's attention bar selects that track (as the track dropdown does).
 :func:`static_attention_figures` gives the same bars as plain figures, so executed notebooks and
 the HTML report show attention without a kernel.
 """
@@ -150,7 +151,8 @@ class AttentionExplorer:
         self.bag = w.Dropdown(description="bag", layout=w.Layout(width="420px"))
         self.track = w.Dropdown(description="track")
         self.status = w.HTML()
-        self.plot_out = w.Output()
+        # a FigureWidget, so a click on a bar reaches Python (see _on_bar_click)
+        self.chart = go.FigureWidget()
         self.mel_out = w.Output()
         self.audio_box = w.Box()
         # audio is loaded on demand: a clip per bag change would bloat saved widget state, and an
@@ -165,7 +167,7 @@ class AttentionExplorer:
         self.track.observe(self._on_track, names="value")
         self.widget = w.VBox([
             w.HBox([self.split, self.true_genre, self.pred_genre]), self.outcome,
-            w.HBox([self.bag, self.status]), self.plot_out,
+            w.HBox([self.bag, self.status]), self.chart,
             w.HBox([self.track, self.play, self.audio_box]), self.mel_out,
         ])
         self._on_filter()
@@ -195,16 +197,27 @@ class AttentionExplorer:
         self._show(None if index is None else self.data["bags"][index])
 
     def _show(self, bag: dict | None) -> None:
+        self.figure = None if bag is None else bag_attention_figure(bag, self.classes)
+        self.chart.data = ()
+        with self.chart.batch_update():
+            self.chart.layout = {} if self.figure is None else self.figure.layout
+            self.chart.add_traces([] if self.figure is None else list(self.figure.data))
+        # plotly refreshes the state a view is built from only when the FigureWidget itself is
+        # displayed (inside the VBox it never is): without this, saved widget state holds an empty chart
+        shown = self.chart.to_dict()
+        self.chart._widget_layout, self.chart._widget_data = shown["layout"], shown["data"]
         if bag is None:
-            self.figure = None
-            _set_output(self.plot_out, None)
             self.track.options = []
             return
-        self.figure = bag_attention_figure(bag, self.classes)
-        _set_output(self.plot_out, self.figure)
+        for trace in self.chart.data[:-1]:  # the attention bars (the last trace: genre scores)
+            trace.on_click(self._on_bar_click)
         self.track.options = [int(t) for t in bag["tracks"]]
         self.track.value = int(bag["tracks"][0])
         self._on_track()
+
+    def _on_bar_click(self, _trace: Any, points: Any, _state: Any) -> None:
+        if points.point_inds:
+            self.track.value = self.track.options[points.point_inds[0]]
 
     def _on_track(self, _change: Any = None) -> None:
         track_id = self.track.value

@@ -45,8 +45,8 @@ def test_filters_change_the_bags_and_the_figure():
     explorer.track.value = 201
     assert explorer.mel_figure.data[0].z[0][0] == 201.0
     # what the notebook shows (and saves with the widget state) is the current figure
-    shown = explorer.plot_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
-    assert shown["layout"]["title"]["text"].startswith("bag b")
+    assert explorer.chart.layout.title.text.startswith("bag b")
+    assert [list(t.y) for t in explorer.chart.data] == [list(t.y) for t in wrong.data]
     heat = explorer.mel_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
     assert heat["layout"]["title"]["text"] == "log-mel of track 201" and heat["data"][0]["type"] == "heatmap"
 
@@ -56,6 +56,25 @@ def test_filters_change_the_bags_and_the_figure():
     explorer.true_genre.value = "Rock"  # no validation bag is Rock
     assert explorer.visible_bags == [] and explorer.figure is None
     assert "0 bag(s)" in explorer.status.value
+
+
+def click(explorer, point: int, trace: int = 0) -> None:
+    """A click on a bar, as the browser's FigureWidget reports it to the kernel."""
+    explorer.chart._js2py_pointsCallback = {
+        "event_type": "plotly_click", "device_state": {"button": 0, "buttons": 1},
+        "points": {"trace_indexes": [trace], "point_indexes": [point], "xs": [None], "ys": [0.5]}}
+
+
+def test_clicking_an_attention_bar_selects_its_track():
+    explorer = widgets.AttentionExplorer(DATA, mel_lookup=lambda t: np.full((4, 5), float(t)))
+    assert explorer.track.value == 300
+    click(explorer, 2)
+    assert explorer.track.value == 302 and explorer.mel_figure.layout.title.text == "log-mel of track 302"
+    click(explorer, 0, trace=1)  # a click on the genre scores selects nothing
+    assert explorer.track.value == 302
+    explorer.outcome.value = "wrong"  # bag b: bars of the true and the predicted query
+    click(explorer, 1, trace=1)
+    assert explorer.track.value == 201
 
 
 def test_audio_loads_on_demand(tmp_path):
