@@ -6,6 +6,7 @@
     matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N]
     matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
     matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
+    (features and run also take --executor local|ray [--address RAY_ADDRESS])
     matt report    outputs/<run>
     matt study     [--data ROOT] [--params params/demo.yaml] [--jobs N]
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from mattlib.executors import EXECUTORS
 
 DEFAULT_DEMO_ROOT = Path("data/demo")
 
@@ -33,21 +36,23 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from mattlib import features
+    from mattlib import executors, features
 
     settings = None
     if args.kind == "mel":
         settings = features.MelSettings(**_mel_overrides(args))
-    if args.audio_dir is not None:
-        report = features.extract_audio_dir(
-            args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
-        )
-    else:
-        if args.root is None:
-            raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
-        report = features.extract_subset(
-            args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings
-        )
+    if args.audio_dir is None and args.root is None:
+        raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
+    with executors.open_executor(args.executor, address=args.address) as executor:
+        if args.audio_dir is not None:
+            report = features.extract_audio_dir(
+                args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, executor=executor
+            )
+        else:
+            report = features.extract_subset(
+                args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
+                executor=executor,
+            )
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
 
@@ -58,10 +63,12 @@ def _mel_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mattlib import grid
+    from mattlib import executors, grid
 
-    summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data,
-                            timeout=args.cell_timeout)
+    spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
+    with executors.open_executor(args.executor, address=args.address) as executor:
+        summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout,
+                                executor=executor)
     print(summary.describe())
     return 0 if summary.ok else 1
 
@@ -81,6 +88,13 @@ def _study(args: argparse.Namespace) -> int:
                                cell_timeout=args.cell_timeout)
     print(f"\nreport: {index}")
     return 0 if ok else 1
+
+
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where the work runs: local processes (default) or Ray tasks")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="join this Ray cluster (default with --executor ray: start Ray on this machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     for name, typ in [("sr", int), ("seconds", float), ("n_mels", int), ("hop_length", int), ("n_fft", int), ("crop", str)]:
         p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
+    _executor_arguments(p)
     p.set_defaults(func=_features)
 
     p = sub.add_parser("run", help="execute a papermill grid from params/*.yaml")
@@ -112,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="override data_root")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a notebook cell that runs longer than this")
+    _executor_arguments(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")

@@ -1012,9 +1012,16 @@ def _mp_context(use_cuda: bool):
     return multiprocessing.get_context("spawn")
 
 
-def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar) -> None:
-    """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes) and feed results to ``on_result``
-    in the main process, at most ``2 * jobs`` chunks in flight (bounded memory)."""
+def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar,
+         executor=None) -> None:
+    """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes, or as Ray tasks of an
+    ``executor``) and feed results to ``on_result`` in the main process, at most ``2 * jobs``
+    chunks in flight (bounded memory)."""
+    if executor is not None:  # mattlib.executors.RayExecutor: one CPU task per chunk
+        for res in executor.map_unordered(fn, chunks):
+            on_result(res)
+            bar.update(len(res))
+        return
     if jobs <= 1 or len(chunks) <= 1:
         with _single_blas_thread():
             for chunk in chunks:
@@ -1080,6 +1087,7 @@ def extract(
     progress: bool = True,
     chunk_size: int | None = None,
     device: str | None = None,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of many audio files into a cache folder (parallel, resumable).
 
@@ -1104,6 +1112,9 @@ def extract(
     device : {"cpu", "cuda"}, optional
         Where mel spectrograms are computed: default CUDA (torch, batched per chunk) when
         available (:func:`log_mel_torch`), else :func:`log_mel` (numpy) inside the workers.
+    executor : mattlib.executors.RayExecutor, optional
+        Run the chunks as Ray tasks instead of ``jobs`` local processes; the results are written
+        here exactly as locally (same files, same resume and failures).
 
     Returns
     -------
@@ -1130,7 +1141,8 @@ def extract(
     tracks = _normalise_tracks(tracks)
     out = Path(out)
     if kind == "fma518":
-        return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size)
+        return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size,
+                               executor=executor)
     return _extract_mel(
         tracks,
         out=out,
@@ -1139,6 +1151,7 @@ def extract(
         progress=progress,
         chunk_size=chunk_size,
         device=_resolve_device(device),
+        executor=executor,
     )
 
 
@@ -1146,7 +1159,8 @@ def _default_chunk(n: int, jobs: int, cap: int) -> int:
     return max(1, min(cap, -(-n // (4 * jobs)) if n else 1))
 
 
-def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size) -> ExtractionReport:
+def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size,
+                    executor=None) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = out / "fma518"
     parts = folder / "parts"
@@ -1182,7 +1196,8 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     chunk = chunk_size or _default_chunk(len(todo), jobs, 8)
     with _progress_bar(len(todo), "fma518", progress) as bar:
-        _run(_work_fma518, _chunks(todo, chunk), jobs=jobs, use_cuda=False, on_result=on_result, bar=bar)
+        _run(_work_fma518, _chunks(todo, chunk), jobs=jobs, use_cuda=False, on_result=on_result, bar=bar,
+             executor=executor)
 
     # merge: previous table + all parts → features.csv / .parquet, then drop the parts
     frames = []
@@ -1293,7 +1308,8 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings: MelSetting
 
 
 def _extract_mel(
-    tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str
+    tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str,
+    executor=None,
 ) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = mel_dir(out, settings)
@@ -1342,7 +1358,8 @@ def _extract_mel(
     fn = _bind(_work_mel, settings=settings, return_audio=use_cuda)
     try:
         with _progress_bar(len(todo), f"mel {settings.settings_id}", progress) as bar:
-            _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar)
+            _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar,
+                 executor=executor)
     finally:
         prog.close()
         mm.flush()
@@ -1400,6 +1417,7 @@ def extract_subset(
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of every track of an FMA subset (``subset`` and smaller ones).
 
@@ -1412,7 +1430,8 @@ def extract_subset(
         raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     tracks = fma.subset_tracks(fma.load_tracks(root), subset)
     paths = {int(t): fma.audio_path(root, int(t), subset=subset) for t in tracks.index}
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device)
+    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
+                   executor=executor)
 
 
 def extract_audio_dir(
@@ -1424,6 +1443,7 @@ def extract_audio_dir(
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of every ``*.mp3`` below a folder; track id = ``int(file stem)``.
 
@@ -1447,7 +1467,8 @@ def extract_audio_dir(
         warnings.warn(f"skipped {len(skipped)} mp3 files without an integer name: {skipped[:5]}", stacklevel=2)
     if not paths:
         raise ValueError(f"no *.mp3 files with integer names below {audio_dir}")
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device)
+    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
+                   executor=executor)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from mattlib.executors import RayExecutor, validate_resources
 from mattlib.results import METRICS_FILE
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 _TOP_KEYS = {"run", "output_root", "defaults", "notebooks", "description", "study"}
-_ENTRY_KEYS = {"notebook", "grid", "params"}
+_ENTRY_KEYS = {"notebook", "grid", "params", "resources"}
 # Parameters the runner itself sets in every notebook that declares them.
 _RUNNER_KEYS = {"output_dir", "run_dir"}
 # Fixed parameters that name a cell (with the grid values).
@@ -77,6 +78,7 @@ class Cell:
     cell_id: str
     params: dict[str, Any]
     output_dir: Path
+    resources: dict[str, float] = field(default_factory=dict, compare=False)  # Ray's request
 
     @property
     def stem(self) -> str:
@@ -238,6 +240,10 @@ def load_grid(
         aggregator = "run_dir" in declared
         if aggregator and stages[-1]:
             stages.append([])
+        try:
+            resources = validate_resources(entry.get("resources"), where=f"{path}: {name}")
+        except ValueError as err:
+            raise GridError(str(err)) from None
         identity = {k: fixed[k] for k in _IDENTITY_KEYS if k in fixed and k not in grid}
         keys = list(grid)
         ids = seen_ids.setdefault(name, set())
@@ -252,7 +258,8 @@ def load_grid(
             params = {**base, **grid_values, "output_dir": str(output_dir)}
             if aggregator:
                 params["run_dir"] = str(run_dir)
-            stages[-1].append(Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir))
+            stages[-1].append(Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir,
+                                   resources=resources))
         if aggregator:
             stages.append([])
     stages = [stage for stage in stages if stage]
@@ -374,6 +381,19 @@ def _run_in_slot(cell: Cell, slots: "queue.Queue[int]", *, jobs: int, timeout: f
         slots.put(slot)
 
 
+def _dispatch(cells: list[Cell], slots: "queue.Queue[int]", *, jobs: int, timeout: float | None,
+              executor: RayExecutor | None):
+    """The one place where cells are sent to run: yields their results in completion order."""
+    if executor is not None:
+        yield from executor.map_unordered(functools.partial(run_cell, timeout=timeout), cells,
+                                          resources=lambda cell: cell.resources)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout) for cell in cells]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def run_grid(
     params: str | Path | GridSpec,
     *,
@@ -382,8 +402,12 @@ def run_grid(
     data_root: str | Path | None = None,
     progress: bool = True,
     timeout: float | None = None,
+    executor: RayExecutor | None = None,
 ) -> RunSummary:
     """Execute every cell of a params file, stage by stage, ``jobs`` cells at a time.
+
+    ``executor=None`` runs the cells on this machine; a :class:`mattlib.executors.RayExecutor`
+    runs each as a Ray task with its notebook entry's ``resources`` (``jobs`` is then unused).
 
     Cells already finished are skipped unless ``force``. Failures do not stop the run; they are
     listed in the summary (``summary.ok`` is False).
@@ -409,15 +433,12 @@ def run_grid(
                 bar.update()
             else:
                 todo.append(cell)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout): cell for cell in todo}
-            for future in as_completed(futures):
-                result = future.result()
-                summary.results.append(result)
-                bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
-                bar.update()
-                if result.status == "failed":
-                    bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+        for result in _dispatch(todo, slots, jobs=jobs, timeout=timeout, executor=executor):
+            summary.results.append(result)
+            bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
+            bar.update()
+            if result.status == "failed":
+                bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
         ran_upstream = ran_upstream or bool(todo)
     bar.close()
     return summary
