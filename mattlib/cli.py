@@ -3,6 +3,7 @@
 ::
 
     matt demo-data --out DIR [--tracks N] [--seconds S] [--seed K]
+    matt demo-data --out DIR --fma-medium-features [--seed K]
     matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N]
     matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
     matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
@@ -25,6 +26,12 @@ DEFAULT_DEMO_ROOT = Path("data/demo")
 def _demo_data(args: argparse.Namespace) -> int:
     from mattlib import demo
 
+    if args.fma_medium_features:
+        if args.tracks is not None or args.seconds is not None:
+            raise ValueError("--fma-medium-features has FMA medium's size and no audio: drop --tracks/--seconds")
+        print(f"FMA-medium-shaped metadata and features.csv written to "
+              f"{demo.generate_fma_medium_features(args.out, seed=args.seed)}")
+        return 0
     kwargs = {"seed": args.seed}
     if args.tracks is not None:
         kwargs["n_tracks"] = args.tracks
@@ -106,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", type=int, default=None, help="number of tracks")
     p.add_argument("--seconds", type=float, default=None, help="clip duration (s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fma-medium-features", action="store_true",
+                   help="FMA medium's shape (25,000 tracks) with a 518-column features.csv, no audio")
     p.set_defaults(func=_demo_data)
 
     p = sub.add_parser("features", help="extract FMA's 518 statistics or the log-mel")
