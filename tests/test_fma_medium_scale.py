@@ -1,10 +1,13 @@
-"""The FMA-medium-shaped features-only demo (benchmarks at full size): counts and features."""
+"""What the study needs at FMA-medium size: the features-only demo of that shape (counts,
+features) and FMA's features.csv parsed once for all grid cells."""
+
+import os
 
 import numpy as np
 import pandas as pd
 
-from mattlib import cli, demo
-from mattlib.features import fma518_columns
+from mattlib import cli, demo, fma
+from mattlib.features import _write_features, fma518_columns
 
 
 def test_counts_are_fma_medium_per_split():
@@ -44,3 +47,23 @@ def test_features_carry_genre_and_album_signal():
 def test_cli_features_only_mode_rejects_audio_options(tmp_path, capsys):
     assert cli.main(["demo-data", "--out", str(tmp_path / "x"), "--fma-medium-features", "--tracks", "100"]) == 2
     assert "--fma-medium-features has FMA medium's size and no audio" in capsys.readouterr().err
+
+
+def test_features_csv_is_parsed_once_then_read_from_its_parquet_copy(tmp_path):
+    folder = tmp_path / "fma_metadata"
+    folder.mkdir()
+    values = np.random.default_rng(0).standard_normal((5, 518))
+    _write_features(folder, pd.DataFrame(values, index=[2, 3, 5, 10, 20], columns=fma518_columns()))
+    csv = folder / "features.csv"
+    first = fma.load_features_cached(csv, cache_dir=tmp_path / "cache")
+    copies = list((tmp_path / "cache" / "fma_features").glob("*.parquet"))
+    assert len(copies) == 1
+    again = fma.load_features_cached(tmp_path, cache_dir=tmp_path / "cache")
+    pd.testing.assert_frame_equal(again, fma.load_features(csv), check_exact=True)
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    # a changed csv is parsed again, never served from the stale copy
+    text = csv.read_text().replace("\n2,", "\n4,", 1)
+    csv.write_text(text)
+    os.utime(csv, ns=(1, 1))
+    assert 4 in fma.load_features_cached(csv, cache_dir=tmp_path / "cache").index
+    assert len(list((tmp_path / "cache" / "fma_features").glob("*.parquet"))) == 2
