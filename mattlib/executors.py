@@ -43,11 +43,13 @@ def validate_resources(value: Any, *, where: str) -> dict[str, float]:
     ------
     ValueError
         On an unknown key or a negative / non-numeric amount (one line naming the valid keys).
+    TypeError
+        If ``value`` is not a mapping.
     """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: resources must be a mapping of {', '.join(RESOURCE_KEYS)}, got {value!r}")
+        raise TypeError(f"{where}: resources must be a mapping of {', '.join(RESOURCE_KEYS)}, got {value!r}")
     out = {}
     for key, amount in value.items():
         if key not in RESOURCE_KEYS:
@@ -96,7 +98,7 @@ class RayExecutor:
         self._owned = False
         self._task = None
 
-    def __enter__(self) -> RayExecutor:
+    def __enter__(self) -> RayExecutor:  # noqa: PYI034 (typing.Self needs Python 3.11)
         ray = self._ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"address": self.address, "include_dashboard": False,

@@ -242,7 +242,7 @@ def load_grid(
             stages.append([])
         try:
             resources = validate_resources(entry.get("resources"), where=f"{path}: {name}")
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise GridError(str(err)) from None
         identity = {k: fixed[k] for k in _IDENTITY_KEYS if k in fixed and k not in grid}
         keys = list(grid)

@@ -127,13 +127,14 @@ def test_ray_executor_without_ray_is_one_clear_line(tmp_path):
     # Ray made unimportable in a fresh interpreter, as on an install without the [ray] extra
     code = ("import sys; sys.modules['ray'] = None; from mattlib import cli; "
             f"sys.exit(cli.main(['run', {str(ROOT / 'params' / 'demo.yaml')!r}, '--executor', 'ray']))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         check=False)
     assert out.returncode == 2
     assert out.stderr.strip() == ("matt run: error: --executor ray needs Ray, an optional extra: "
                                   "pip install 'mattlib[ray]' (or pip install 'ray[default]')")
 
 
 def test_local_executor_takes_no_address():
-    with pytest.raises(ValueError, match="--address joins a Ray cluster: use it with --executor ray"):
-        with executors.open_executor("local", address="10.0.0.1:6379"):
-            pass
+    with (pytest.raises(ValueError, match="--address joins a Ray cluster: use it with --executor ray"),
+          executors.open_executor("local", address="10.0.0.1:6379")):
+        pass
