@@ -102,7 +102,7 @@ def test_an_interrupted_ray_run_resumes(tiny_study, tmp_path, ray_address):
     while not list(cells.glob("*/metrics.json")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # Ctrl-C while the other cells still run
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=300)  # cancelling tasks and leaving Ray takes long on a loaded machine
     finished = {p.parent.name: p.stat().st_mtime_ns for p in cells.glob("*/metrics.json")}
     assert proc.returncode != 0 and 1 <= len(finished) < 3
     time.sleep(2)  # the cancelled tasks stop their papermill processes
