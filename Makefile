@@ -19,7 +19,7 @@ venv: $(STAMP)
 # Reinstalls only when pyproject.toml changes (a second `make` installs nothing).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,ray]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mattlib)" >/dev/null
 	$(BIN)/python -m ipykernel install --user --name mattlib --display-name "Python (mattlib)" >/dev/null
 	touch $(STAMP)

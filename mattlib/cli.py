@@ -3,9 +3,11 @@
 ::
 
     matt demo-data --out DIR [--tracks N] [--seconds S] [--seed K]
+    matt demo-data --out DIR --fma-medium-features [--seed K]
     matt features  --root FMA_ROOT --subset medium --kind fma518|mel --out DIR [--jobs N] [--repair]
     matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
     matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
+    (features and run also take --executor local|ray [--address RAY_ADDRESS])
     matt report    outputs/<run>
     matt study     [--data ROOT] [--params params/demo.yaml] [--jobs N]
 """
@@ -17,6 +19,8 @@ import errno
 import signal
 import sys
 from pathlib import Path
+
+from mattlib.executors import EXECUTORS
 
 DEFAULT_DEMO_ROOT = Path("data/demo")
 #: Exit status after an interrupt: 128 + the signal's number, as a shell reports it.
@@ -36,6 +40,12 @@ def _on_sigterm(signum, frame):
 def _demo_data(args: argparse.Namespace) -> int:
     from mattlib import demo
 
+    if args.fma_medium_features:
+        if args.tracks is not None or args.seconds is not None:
+            raise ValueError("--fma-medium-features has FMA medium's size and no audio: drop --tracks/--seconds")
+        print(f"FMA-medium-shaped metadata and features.csv written to "
+              f"{demo.generate_fma_medium_features(args.out, seed=args.seed)}")
+        return 0
     kwargs = {"seed": args.seed}
     if args.tracks is not None:
         kwargs["n_tracks"] = args.tracks
@@ -47,22 +57,24 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from mattlib import features
+    from mattlib import executors, features
 
     settings = None
     if args.kind == "mel":
         settings = features.MelSettings(**_mel_overrides(args))
-    if args.audio_dir is not None:
-        report = features.extract_audio_dir(
-            args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, repair=args.repair
-        )
-    else:
-        if args.root is None:
-            raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
-        report = features.extract_subset(
-            args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
-            repair=args.repair,
-        )
+    if args.audio_dir is None and args.root is None:
+        raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
+    with executors.open_executor(args.executor, address=args.address) as executor:
+        if args.audio_dir is not None:
+            report = features.extract_audio_dir(
+                args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
+                repair=args.repair, executor=executor,
+            )
+        else:
+            report = features.extract_subset(
+                args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
+                repair=args.repair, executor=executor,
+            )
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
 
@@ -73,10 +85,12 @@ def _mel_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mattlib import grid
+    from mattlib import executors, grid
 
-    summary = grid.run_grid(args.params, jobs=args.jobs, force=args.force, data_root=args.data,
-                            timeout=args.cell_timeout)
+    spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
+    with executors.open_executor(args.executor, address=args.address) as executor:
+        summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout,
+                                executor=executor)
     print(summary.describe())
     if summary.interrupted:
         return _INTERRUPT_STATUS[summary.interrupted]
@@ -100,6 +114,13 @@ def _study(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where the work runs: local processes (default) or Ray tasks")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="join this Ray cluster (default with --executor ray: start Ray on this machine)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matt", description="The MATT music-genre study.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", type=int, default=None, help="number of tracks")
     p.add_argument("--seconds", type=float, default=None, help="clip duration (s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fma-medium-features", action="store_true",
+                   help="FMA medium's shape (25,000 tracks) with a 518-column features.csv, no audio")
     p.set_defaults(func=_demo_data)
 
     p = sub.add_parser("features", help="extract FMA's 518 statistics or the log-mel")
@@ -122,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-extract what no longer matches the cache's manifest (damaged or cut files)")
     for name, typ in [("sr", int), ("seconds", float), ("n_mels", int), ("hop_length", int), ("n_fft", int), ("crop", str)]:
         p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
+    _executor_arguments(p)
     p.set_defaults(func=_features)
 
     p = sub.add_parser("run", help="execute a papermill grid from params/*.yaml")
@@ -131,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="override data_root")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a notebook cell that runs longer than this")
+    _executor_arguments(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")

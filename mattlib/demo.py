@@ -60,7 +60,9 @@ __all__ = [
     "DEFAULT_N_TRACKS",
     "FMA_MEDIUM_TRAINING_COUNTS",
     "TRACKS_COLUMNS",
+    "FMA_MEDIUM_SPLITS",
     "generate_demo",
+    "generate_fma_medium_features",
     "is_demo_root",
 ]
 
@@ -92,6 +94,20 @@ FMA_MEDIUM_TRAINING_COUNTS: dict[str, int] = {
     "Blues": 58,
     "Easy Listening": 13,
 }
+#: Tracks per split on the real fma_medium (small ∪ medium): 25,000 in all.
+FMA_MEDIUM_SPLITS = {"training": 19922, "validation": 2505, "test": 2573}
+# FMA-like bag shapes at full size: tracks per album ~ size**-1.7 on 1..25 (mean ~3.4 tracks, as
+# FMA medium's ~750 test bags of 2,573 tracks), albums per artist ~ k**-2 on 1..8.
+_MEDIUM_ALBUM_SIZES = (np.arange(1, 26), np.arange(1, 26, dtype=float) ** -1.7)
+_MEDIUM_ARTIST_ALBUMS = (np.arange(1, 9), np.arange(1, 9, dtype=float) ** -2.0)
+# Genre signal per feature group of the features-only mode, in units of the track noise: the
+# MFCC and contrast groups carry most of it (as on FMA), chroma and tonnetz the least.
+_MEDIUM_SIGNAL = {"chroma_cens": 0.05, "chroma_cqt": 0.05, "chroma_stft": 0.05, "mfcc": 0.14,
+                  "rmse": 0.3, "spectral_bandwidth": 0.3, "spectral_centroid": 0.3,
+                  "spectral_contrast": 0.14, "spectral_rolloff": 0.3, "tonnetz": 0.06, "zcr": 0.3}
+_MEDIUM_ALBUM_SIGMA = 0.8   # an album's own offset, relative to its genre's signal
+_MEDIUM_GENERATOR_VERSION = 1
+
 # Genres of FMA small (balanced, 8 genres); the demo marks some of their tracks subset=small.
 _SMALL_GENRES = (
     "Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock",
@@ -366,6 +382,107 @@ def generate_demo(
     return out
 
 
+def generate_fma_medium_features(out: str | Path, *, seed: int = 0) -> Path:
+    """FMA medium's shape without audio: ``tracks.csv``, ``genres.csv`` and ``features.csv``.
+
+    25,000 tracks with FMA medium's training counts per genre and split sizes (19,922 / 2,505 /
+    2,573; validation and test counts per genre in proportion to training, at least 2 each),
+    artist-disjoint splits, albums of 1..25 tracks (mean ~3.4) and artists of 1..8 albums, and a
+    518-column ``features.csv`` in FMA's layout (3 header rows). A track's features are its
+    genre's centre, pulled towards the album's crossover genre, plus an album offset and track
+    noise, so classifiers learn something and bags help. For benchmarks of the feature-based
+    study at full size; numbers on it say nothing about music.
+
+    Parameters
+    ----------
+    out : str or Path
+        Data root to create (``fma_metadata/`` only; there is no audio folder).
+    seed : int, default 0
+        Seed; the same seed gives the same files.
+
+    Returns
+    -------
+    Path
+        The data root ``out``; generation is skipped when ``out`` already holds it.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` exists and holds files that are not part of a demo dataset.
+    """
+    from mattlib.features import _write_features, fma518_columns
+
+    seed = _check_int("seed", seed, low=0)
+    out = Path(out).expanduser()
+    settings = {"generator_version": _MEDIUM_GENERATOR_VERSION, "shape": "fma_medium", "audio": False,
+                "n_tracks": sum(FMA_MEDIUM_SPLITS.values()), "seed": seed}
+    if is_demo_root(out) and _read_marker(out) == settings:
+        return out
+    if out.exists() and not _replaceable(out):
+        raise FileExistsError(f"{out} exists and holds files that are not part of a demo dataset; "
+                              "choose another --out or remove it")
+    partial = out.resolve().parent / (out.resolve().name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    (partial / "fma_metadata").mkdir(parents=True)
+
+    tracks, manifest, _ = _plan(n_tracks=settings["n_tracks"], seed=seed, counts=_medium_counts(),
+                                album_sizes=_MEDIUM_ALBUM_SIZES, artist_albums=_MEDIUM_ARTIST_ALBUMS)
+    manifest["fault"] = ""  # no audio, no faulty clips
+    columns = fma518_columns()
+    table = pd.DataFrame(_medium_features(manifest, columns, seed=seed), index=tracks.index, columns=columns)
+    with resources.as_file(resources.files("mattlib") / "data" / "genres.csv") as genres_csv:
+        shutil.copyfile(genres_csv, partial / "fma_metadata" / "genres.csv")
+    tracks.to_csv(partial / "fma_metadata" / "tracks.csv")
+    _write_features(partial / "fma_metadata", table)
+    (partial / "fma_metadata" / "features.parquet").unlink()  # FMA ships the csv only
+    manifest.to_csv(partial / "demo_manifest.csv", index=False)
+    (partial / "README.md").write_text(_readme(settings, manifest).replace(
+        "`fma_metadata/genres.csv`", "`fma_metadata/features.csv` (518 columns, 3-row header, drawn "
+        "per genre and album: no audio), `fma_metadata/genres.csv`"))
+    (partial / DEMO_MARKER).write_text(json.dumps(settings, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return out
+
+
+def _medium_counts() -> dict[str, dict[str, int]]:
+    """genre -> split -> tracks: FMA medium's training counts; validation and test split sizes
+    shared out in proportion to training (largest remainder), at least 2 tracks each."""
+    names = list(FMA_MEDIUM_TRAINING_COUNTS)
+    train = np.array([FMA_MEDIUM_TRAINING_COUNTS[g] for g in names], dtype=float)
+    counts = {g: {"training": int(n)} for g, n in zip(names, train)}
+    for split in ("validation", "test"):
+        floor = _MIN_VALID if split == "validation" else _MIN_TEST
+        share = floor + (FMA_MEDIUM_SPLITS[split] - floor * len(names)) * train / train.sum()
+        part = np.floor(share).astype(int)
+        order = np.argsort(-(share - part), kind="stable")
+        part[order[: FMA_MEDIUM_SPLITS[split] - part.sum()]] += 1
+        for g, n in zip(names, part):
+            counts[g][split] = int(n)
+    return counts
+
+
+def _medium_features(manifest: pd.DataFrame, columns: pd.MultiIndex, *, seed: int) -> np.ndarray:
+    """(tracks, 518) float32: genre centre (pulled to the crossover genre) + album offset + noise."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xFEA7]))
+    strength = np.array([_MEDIUM_SIGNAL[name] for name in columns.get_level_values("feature")])
+    genres = list(FMA_MEDIUM_TRAINING_COUNTS)
+    centres = rng.standard_normal((len(genres), len(columns))) * strength
+    g = manifest["genre"].map({name: i for i, name in enumerate(genres)}).to_numpy()
+    other = manifest["crossover_genre"].map({name: i for i, name in enumerate(genres)}).to_numpy()
+    w = manifest["crossover_weight"].to_numpy()[:, None]
+    _, album = np.unique(manifest["album_id"].to_numpy(), return_inverse=True)
+    album_offset = rng.standard_normal((album.max() + 1, len(columns))) * strength * _MEDIUM_ALBUM_SIGMA
+    x = (1 - w) * centres[g] + w * centres[other] + album_offset[album]
+    x += rng.standard_normal(x.shape)
+    # FMA-like location and scale per column (e.g. a centroid in Hz, a kurtosis near 0)
+    loc = rng.normal(0.0, 3.0, len(columns))
+    scale = np.exp(rng.normal(0.0, 1.0, len(columns)))
+    return (x * scale + loc).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers: validation, marker, README
 # --------------------------------------------------------------------------------------------
@@ -481,8 +598,14 @@ def _timestamp(base: np.datetime64, seconds: int) -> str:
     return str(base + np.timedelta64(int(seconds), "s")).replace("T", " ")
 
 
-def _plan(*, n_tracks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None = None,
+          album_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+          artist_albums: tuple[np.ndarray, np.ndarray] | None = None,
+          ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Draw genres, splits, artists, albums, tracks and each album's style.
+
+    ``counts`` (genre -> split -> tracks) replaces the scaled-down demo counts; ``album_sizes``
+    and ``artist_albums`` are (values, weights) of tracks per album and albums per artist.
 
     Returns
     -------
@@ -510,15 +633,16 @@ def _plan(*, n_tracks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list
         return chain
 
     # 1. Albums (genre, split, size) grouped into artists; artists never cross splits.
-    album_sizes = np.arange(1, 9)
-    album_weights = np.array([2, 3, 4, 4, 3, 2, 2, 1], dtype=float)
+    album_sizes, album_weights = album_sizes or (np.arange(1, 9), np.array([2, 3, 4, 4, 3, 2, 2, 1], float))
+    artist_sizes, artist_weights = artist_albums or (np.arange(1, 5), np.array([3, 3, 2, 1], float))
+    if counts is None:
+        counts = {genre: _split_counts(total) for genre, total in _genre_totals(n_tracks).items()}
     albums: list[dict] = []
     n_artists = 0
-    for genre, total in _genre_totals(n_tracks).items():
-        for split, count in _split_counts(total).items():
+    for genre, per_split in counts.items():
+        for split, count in per_split.items():
             sizes = _partition(count, rng, sizes=album_sizes, weights=album_weights)
-            per_artist = _partition(len(sizes), rng, sizes=np.arange(1, 5),
-                                    weights=np.array([3, 3, 2, 1], dtype=float))
+            per_artist = _partition(len(sizes), rng, sizes=artist_sizes, weights=artist_weights)
             start = 0
             for k in per_artist:
                 for size in sizes[start:start + k]:

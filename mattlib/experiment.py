@@ -184,7 +184,7 @@ def _load_instances(*, data_root: Path, cache_dir: Path, feature_set: str, mel: 
         return store.mel, _row_map(store)
     official = data_root / "fma_metadata" / "features.csv"
     if features_source == "fma" or (features_source == "auto" and official.exists()):
-        table = fma.load_features(official)
+        table = fma.load_features_cached(official, cache_dir=cache_dir)
     elif features_source in ("auto", "cache"):
         table = features.load_fma518(cache_dir)
     else:

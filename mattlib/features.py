@@ -1116,9 +1116,16 @@ def _mp_context(use_cuda: bool):
     return multiprocessing.get_context("spawn")
 
 
-def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar) -> None:
-    """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes) and feed results to ``on_result``
-    in the main process, at most ``2 * jobs`` chunks in flight (bounded memory)."""
+def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar,
+         executor=None) -> None:
+    """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes, or as Ray tasks of an
+    ``executor``) and feed results to ``on_result`` in the main process, at most ``2 * jobs``
+    chunks in flight (bounded memory)."""
+    if executor is not None:  # mattlib.executors.RayExecutor: one CPU task per chunk
+        for res in executor.map_unordered(fn, chunks):
+            on_result(res)
+            bar.update(len(res))
+        return
     if jobs <= 1 or len(chunks) <= 1:
         with _single_blas_thread():
             for chunk in chunks:
@@ -1190,6 +1197,7 @@ def extract(
     chunk_size: int | None = None,
     device: str | None = None,
     repair: bool = False,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of many audio files into a cache folder (parallel, resumable).
 
@@ -1218,6 +1226,9 @@ def extract(
         A finished cache that no longer matches its ``manifest.json`` (a damaged or cut file)
         raises :class:`DamagedCacheError`; with ``repair`` the damaged part is re-extracted
         (mel: the damaged parts of rows; fma518: the whole table).
+    executor : mattlib.executors.RayExecutor, optional
+        Run the chunks as Ray tasks instead of ``jobs`` local processes; the results are written
+        here exactly as locally (same files, same resume and failures).
 
     Returns
     -------
@@ -1246,7 +1257,7 @@ def extract(
     with folder_lock(out, what="feature cache"):  # one writer per cache
         if kind == "fma518":
             return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size,
-                                   repair=repair)
+                                   repair=repair, executor=executor)
         return _extract_mel(
             tracks,
             out=out,
@@ -1256,6 +1267,7 @@ def extract(
             chunk_size=chunk_size,
             device=_resolve_device(device),
             repair=repair,
+            executor=executor,
         )
 
 
@@ -1264,7 +1276,7 @@ def _default_chunk(n: int, jobs: int, cap: int) -> int:
 
 
 def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size,
-                    repair: bool = False) -> ExtractionReport:
+                    repair: bool = False, executor=None) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = out / "fma518"
     parts = folder / "parts"
@@ -1309,7 +1321,8 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     chunk = chunk_size or _default_chunk(len(todo), jobs, 8)
     with _progress_bar(len(todo), "fma518", progress) as bar:
-        _run(_work_fma518, _chunks(todo, chunk), jobs=jobs, use_cuda=False, on_result=on_result, bar=bar)
+        _run(_work_fma518, _chunks(todo, chunk), jobs=jobs, use_cuda=False, on_result=on_result, bar=bar,
+             executor=executor)
 
     # merge: previous table + all parts → features.csv / .parquet, then drop the parts
     frames = []
@@ -1457,6 +1470,7 @@ def _damaged_mel_tracks(folder: Path, *, repair: bool) -> set[int]:
 def _extract_mel(
     tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str,
     repair: bool = False,
+    executor=None,
 ) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = mel_dir(out, settings)
@@ -1509,7 +1523,8 @@ def _extract_mel(
     fn = _bind(_work_mel, settings=settings, return_audio=use_cuda)
     try:
         with _progress_bar(len(todo), f"mel {settings.settings_id}", progress) as bar:
-            _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar)
+            _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar,
+                 executor=executor)
     finally:
         prog.close()
         mm.flush()
@@ -1569,6 +1584,7 @@ def extract_subset(
     progress: bool = True,
     device: str | None = None,
     repair: bool = False,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of every track of an FMA subset (``subset`` and smaller ones).
 
@@ -1582,7 +1598,7 @@ def extract_subset(
     tracks = fma.subset_tracks(fma.load_tracks(root), subset)
     paths = {int(t): fma.audio_path(root, int(t), subset=subset) for t in tracks.index}
     return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
-                   repair=repair)
+                   repair=repair, executor=executor)
 
 
 def extract_audio_dir(
@@ -1595,6 +1611,7 @@ def extract_audio_dir(
     progress: bool = True,
     device: str | None = None,
     repair: bool = False,
+    executor=None,
 ) -> ExtractionReport:
     """Extract features of every ``*.mp3`` below a folder; track id = ``int(file stem)``.
 
@@ -1619,7 +1636,7 @@ def extract_audio_dir(
     if not paths:
         raise ValueError(f"no *.mp3 files with integer names below {audio_dir}")
     return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
-                   repair=repair)
+                   repair=repair, executor=executor)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "load_features_cached",
     "FMADataError",
     "SUBSETS",
     "SPLITS",
@@ -272,6 +273,33 @@ def load_features(path: str | Path) -> pd.DataFrame:
                            "file is damaged: re-extract it (`matt features --repair`) or unpack it again")
     if path.name == "features.csv" and path.parent.name == "fma_metadata":
         _check_row_count(path, features, "features.csv")
+    return features
+
+
+def load_features_cached(path: str | Path, *, cache_dir: str | Path) -> pd.DataFrame:
+    """:func:`load_features`, parsed once: later calls read a parquet copy kept in
+    ``<cache_dir>/fma_features/``, named by the csv's size and modification time (a changed csv is
+    parsed again). Every grid cell loads the table; parsing FMA's csv (106,574 x 518, 950 MB) costs
+    each cell tens of seconds, reading the parquet copy about one.
+    """
+    import os
+    import uuid
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "fma_metadata" / "features.csv"
+    _require(path, "FMA features.csv")
+    stat = path.stat()
+    copy = Path(cache_dir) / "fma_features" / f"features-{stat.st_size}-{stat.st_mtime_ns}.parquet"
+    if copy.exists():
+        features = pd.read_parquet(copy)
+        features.index.name = "track_id"
+        return features
+    features = load_features(path)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    partial = copy.with_name(f"{copy.name}.{uuid.uuid4().hex[:8]}.partial")  # cells race: replace atomically
+    features.to_parquet(partial)
+    os.replace(partial, copy)
     return features
 
 

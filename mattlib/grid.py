@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
 from mattlib.provenance import code_digest
 from mattlib.results import METRICS_FILE
@@ -69,7 +70,7 @@ __all__ = [
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 _TOP_KEYS = {"run", "output_root", "defaults", "notebooks", "description", "study"}
-_ENTRY_KEYS = {"notebook", "grid", "params"}
+_ENTRY_KEYS = {"notebook", "grid", "params", "resources"}
 # Parameters the runner itself sets in every notebook that declares them.
 _RUNNER_KEYS = {"output_dir", "run_dir"}
 # Fixed parameters that name a cell (with the grid values).
@@ -88,6 +89,7 @@ class Cell:
     cell_id: str
     params: dict[str, Any]
     output_dir: Path
+    resources: dict[str, float] = field(default_factory=dict, compare=False)  # Ray's request
 
     @property
     def stem(self) -> str:
@@ -254,6 +256,10 @@ def load_grid(
         aggregator = "run_dir" in declared
         if aggregator and stages[-1]:
             stages.append([])
+        try:
+            resources = validate_resources(entry.get("resources"), where=f"{path}: {name}")
+        except (TypeError, ValueError) as err:
+            raise GridError(str(err)) from None
         identity = {k: fixed[k] for k in _IDENTITY_KEYS if k in fixed and k not in grid}
         keys = list(grid)
         ids = seen_ids.setdefault(name, set())
@@ -268,7 +274,8 @@ def load_grid(
             params = {**base, **grid_values, "output_dir": str(output_dir)}
             if aggregator:
                 params["run_dir"] = str(run_dir)
-            stages[-1].append(Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir))
+            stages[-1].append(Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir,
+                                   resources=resources))
         if aggregator:
             stages.append([])
     stages = [stage for stage in stages if stage]
@@ -578,6 +585,7 @@ def run_grid(
     data_root: str | Path | None = None,
     progress: bool = True,
     timeout: float | None = None,
+    executor: RayExecutor | None = None,
 ) -> RunSummary:
     """Execute every cell of a params file, stage by stage, ``jobs`` cells at a time.
 
@@ -587,6 +595,9 @@ def run_grid(
     holder). Failures do not stop the run; they are listed in the summary (``summary.ok`` is
     False). An interrupt (Ctrl-C, or SIGTERM through ``matt``) stops the running cells, starts no
     queued one, and returns the summary with ``interrupted`` set.
+
+    ``executor=None`` runs the cells on this machine; a :class:`mattlib.executors.RayExecutor`
+    runs each as a Ray task with its notebook entry's ``resources`` (``jobs`` is then unused).
     """
     from tqdm.auto import tqdm
 
@@ -603,7 +614,8 @@ def run_grid(
         if summary.stale and progress:
             bar.write(summary.describe_stale())
         try:
-            _run_stages(spec, summary, bar, jobs=jobs, force=force, timeout=timeout, status=status)
+            _run_stages(spec, summary, bar, jobs=jobs, force=force, timeout=timeout, status=status,
+                        executor=executor)
         except KeyboardInterrupt as interrupt:
             summary.interrupted = getattr(interrupt, "signame", "SIGINT")
         finally:
@@ -612,7 +624,7 @@ def run_grid(
 
 
 def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: bool,
-                timeout: float | None, status: dict[int, str]) -> None:
+                timeout: float | None, status: dict[int, str], executor: RayExecutor | None) -> None:
     ran_upstream = False  # an aggregating notebook (06) re-runs when a cell before it ran
     slots: queue.Queue[int] = queue.Queue()  # worker slots; slot k runs on GPU k % n_gpus
     for slot in range(jobs):
@@ -629,7 +641,7 @@ def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: b
                 todo.append(cell)
         try:
             _run_stage(todo, summary, bar, slots, jobs=jobs, force=force, timeout=timeout,
-                       notebook_dir=spec.notebook_dir)
+                       notebook_dir=spec.notebook_dir, executor=executor)
         except KeyboardInterrupt:
             later = [c for stage in spec.stages[i + 1:] for c in stage]
             summary.results.extend(CellResult(c, "not started") for c in later)
@@ -637,8 +649,29 @@ def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: b
         ran_upstream = ran_upstream or bool(todo)
 
 
+def _record(result: CellResult, summary: RunSummary, bar) -> None:
+    summary.results.append(result)
+    bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
+    bar.update()
+    if result.status == "failed":
+        bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+
+
 def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[int], *, jobs: int,
-               force: bool, timeout: float | None, notebook_dir: Path) -> None:
+               force: bool, timeout: float | None, notebook_dir: Path,
+               executor: RayExecutor | None = None) -> None:
+    """The one place where cells are sent to run (threads here, or Ray tasks)."""
+    if executor is not None:
+        run = functools.partial(run_cell, timeout=timeout, force=force, notebook_dir=notebook_dir)
+        done: set[int] = set()
+        try:
+            for result in executor.map_unordered(run, todo, resources=lambda cell: cell.resources):
+                done.add(id(result.cell))
+                _record(result, summary, bar)
+        except BaseException:
+            summary.results.extend(CellResult(c, "not started") for c in todo if id(c) not in done)
+            raise
+        return
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force,
                            notebook_dir=notebook_dir): cell for cell in todo}
@@ -647,11 +680,7 @@ def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[in
         for future in as_completed(futures):
             result = future.result()
             recorded.add(future)
-            summary.results.append(result)
-            bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
-            bar.update()
-            if result.status == "failed":
-                bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
+            _record(result, summary, bar)
     except BaseException:  # an interrupt, or an error of the runner itself (e.g. a full disk)
         _PROCESSES.stop_all()
         pool.shutdown(wait=True, cancel_futures=True)
