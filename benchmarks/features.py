@@ -1,4 +1,4 @@
-"""Benchmark feature extraction: mattlib.features.extract vs a plain per-clip librosa loop.
+"""Benchmark feature extraction: mattlib.features.bulk vs a plain per-clip librosa loop.
 
 For each kind (fma518, mel) it measures, each configuration in a fresh Python process:
 

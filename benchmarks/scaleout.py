@@ -2,7 +2,7 @@
 
 Steps (each model kind in a fresh Python process, so its peak memory is its own):
 
-1. ``mattlib.demo.generate_fma_medium_features``: 25,000 tracks in FMA medium's shape, with a
+1. ``mattlib.data.demo.generate_fma_medium_features``: 25,000 tracks in FMA medium's shape, with a
    518-column ``features.csv`` (no audio), under ``outputs/benchmarks/fma_medium_features/``.
 2. One Table-I cell per model kind on all 518 features (20,000 x 518 training tracks): LR, kNN,
    SVM, MLP (scikit-learn), and the torch MLP + MIL (mean) / + MATT for ``--epochs`` epochs:
@@ -45,7 +45,7 @@ TABLE1_CELLS = {"lr": 12, "knn": 12, "svm": 12, "mlp": 12, "mlp_mean": 36, "mlp_
 
 def one_cell(kind: str, epochs: int) -> dict:
     """Run one cell's work in this process (called in a child process); returns its figures."""
-    from mattlib import experiment
+    from mattlib.study import experiment
 
     start = time.perf_counter()
     data = experiment.load_study_data(data_root=DATA, subset="medium", cache_dir=OUT / "cache",
@@ -180,7 +180,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_cell(args.one, args.epochs)))
         return
-    from mattlib import demo
+    from mattlib.data import demo
 
     start = time.perf_counter()
     demo.generate_fma_medium_features(DATA)

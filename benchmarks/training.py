@@ -41,8 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mattlib.encoders import make_encoder  # noqa: E402
-from mattlib.mil import BagModel, make_pooling  # noqa: E402
+from mattlib.models.encoders import make_encoder  # noqa: E402
+from mattlib.models.mil import BagModel, make_pooling  # noqa: E402
 
 N_CLASSES = 16
 

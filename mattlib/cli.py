@@ -10,12 +10,14 @@
     (features and run also take --executor local|ray [--address RAY_ADDRESS])
     matt report    outputs/<run>
     matt study     [--data ROOT] [--params params/demo.yaml] [--jobs N]
+    matt lab       [--port 8888] [--no-browser]
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 from pathlib import Path
@@ -38,7 +40,7 @@ def _on_sigterm(signum, frame):
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from mattlib import demo
+    from mattlib.data import demo
 
     if args.fma_medium_features:
         if args.tracks is not None or args.seconds is not None:
@@ -85,7 +87,8 @@ def _mel_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mattlib import executors, grid
+    from mattlib import executors
+    from mattlib.study import grid
 
     spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
@@ -98,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mattlib import report
+    from mattlib.views import report
 
     index = report.build_report(args.run_dir)
     print(f"report: {index}")
@@ -106,12 +109,29 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from mattlib import grid
+    from mattlib import pipeline
 
-    index, ok = grid.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force,
-                               cell_timeout=args.cell_timeout)
+    index, ok = pipeline.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force,
+                                   cell_timeout=args.cell_timeout)
     print(f"\nreport: {index}")
     return 0 if ok else 1
+
+
+def _lab(args: argparse.Namespace) -> int:
+    """JupyterLab at the project root, with this environment's kernel; relative paths in the
+    notebooks resolve against the same root (``MATT_HOME``) whatever folder a notebook is in."""
+    from mattlib import paths
+
+    root = paths.project_root()
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={args.port}"]
+    if args.no_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses to start as root without it
+    os.environ["MATT_HOME"] = str(root)
+    print(f"JupyterLab at {root} (kernel: {sys.executable}); open notebooks/ and run any notebook")
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def _executor_arguments(p: argparse.ArgumentParser) -> None:
@@ -170,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a notebook cell that runs longer than this")
     p.set_defaults(func=_study)
+
+    p = sub.add_parser("lab", help="JupyterLab at the project root with this environment's kernel")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--no-browser", action="store_true")
+    p.set_defaults(func=_lab)
     return parser
 
 

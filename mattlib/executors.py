@@ -1,6 +1,6 @@
 """Where the study's work runs: on this machine, or on a Ray cluster.
 
-Two executors sit behind one seam in :mod:`mattlib.grid` (grid cells) and :mod:`mattlib.features`
+Two executors sit behind one seam in :mod:`mattlib.study.grid` (grid cells) and :mod:`mattlib.features`
 (extraction chunks):
 
 - ``"local"`` (the default, no Ray needed): the runner's own pool, ``jobs`` workers on this

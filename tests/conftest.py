@@ -30,7 +30,8 @@ def tiny_study(tmp_path_factory):
 
     Returns a dict with ``data_root``, ``cache_dir`` and the ``mel`` settings used.
     """
-    from mattlib import demo, features
+    from mattlib.data import demo
+    from mattlib import features
 
     base = tmp_path_factory.mktemp("tiny_study")
     root = demo.generate_demo(base / "demo", n_tracks=112, seconds=2.0, seed=3, jobs=2, progress=False)

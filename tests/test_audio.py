@@ -1,4 +1,4 @@
-"""Decoding of the FMA clips: mattlib.audio."""
+"""Decoding of the FMA clips: mattlib.features.audio."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mattlib.audio import AudioError, audio_info, load_audio
+from mattlib.features.audio import AudioError, audio_info, load_audio
 
 DATA = Path(__file__).parent / "data"
 CLIP2 = DATA / "fma_small" / "000" / "000002.mp3"

@@ -1,9 +1,9 @@
-"""mattlib.bags on hand-built cases and on real FMA rows."""
+"""mattlib.data.bags on hand-built cases and on real FMA rows."""
 
 import pandas as pd
 import pytest
 
-from mattlib import bags, fma
+from mattlib.data import bags, fma
 
 
 def flat(rows):

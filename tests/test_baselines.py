@@ -6,7 +6,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mattlib.baselines import BASELINES, make_baseline
+from mattlib.models.baselines import BASELINES, make_baseline
 
 
 def _data(n=300, seed=0):

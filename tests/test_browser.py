@@ -17,7 +17,8 @@ import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from mattlib import grid, report
+from mattlib.study import grid
+from mattlib.views import report
 
 pytestmark = pytest.mark.browser
 

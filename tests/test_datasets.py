@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mattlib import bags, datasets, paths
-from mattlib.datasets import DatasetError
+from mattlib.data import bags, datasets
+from mattlib import paths
+from mattlib.data.datasets import DatasetError
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,7 +33,7 @@ def test_fma_root_gives_the_flat_table_bags_read():
     flat = ds.tracks(subset="medium")
     assert list(flat.columns) == datasets.FLAT_COLUMNS
     # the same bags as from FMA's own 2-level table
-    from mattlib import fma
+    from mattlib.data import fma
 
     direct = bags.make_bags(fma.subset_tracks(fma.load_tracks(DATA), "medium"))
     via_seam = bags.make_bags(flat)

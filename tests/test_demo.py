@@ -1,4 +1,4 @@
-"""Tests of mattlib.demo: the synthetic demo dataset in FMA's on-disk format."""
+"""Tests of mattlib.data.demo: the synthetic demo dataset in FMA's on-disk format."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mattlib import demo
+from mattlib.data import demo
 
 REAL_METADATA = Path(__file__).parent / "data" / "fma_metadata"
 N_TRACKS = 160
@@ -76,7 +76,7 @@ def test_tracks_csv_header_matches_real_fma(root, tracks):
 def test_genres_csv_is_fmas_official_file(root):
     copied = (root / "fma_metadata" / "genres.csv").read_bytes()
     assert copied == (REAL_METADATA / "genres.csv").read_bytes()
-    assert copied == (Path(demo.__file__).parent / "data" / "genres.csv").read_bytes()
+    assert copied == (Path(demo.__file__).parent / "genres.csv").read_bytes()
 
 
 def test_genre_columns_use_real_fma_ids(root, tracks):
@@ -99,7 +99,7 @@ def test_genre_columns_use_real_fma_ids(root, tracks):
 
 
 def test_fma_loader_reads_demo(root):
-    from mattlib import fma
+    from mattlib.data import fma
     loaded = fma.load_tracks(root)
     assert len(loaded) == N_TRACKS
     assert loaded[("set", "subset")].cat.ordered

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mattlib.encoders import CRNN, CRNNTF, ENCODERS, MLPEncoder, _direction_orders, make_encoder
+from mattlib.models.encoders import CRNN, CRNNTF, ENCODERS, MLPEncoder, _direction_orders, make_encoder
 
 TINY = (4, 8, 8, 8)
 

@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from mattlib import features as F
-from mattlib.audio import load_audio
+from mattlib.features import bulk
+from mattlib.features import stats as feature_stats
+from mattlib.features.audio import load_audio
 
 DATA = Path(__file__).parent / "data"
 CLIPS = DATA / "fma_small" / "000"
@@ -114,7 +116,7 @@ def test_tolerances_catch_swapped_statistics_and_wrong_hop(reference, ours):
         S = np.abs(librosa.stft(y, n_fft=2048, hop_length=hop, pad_mode="reflect"))
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=S**2, sr=sr)), n_mfcc=20)
         for name, x in (("mfcc", mfcc), ("rmse", librosa.feature.rms(S=S))):
-            st = F._summary(x)
+            st = feature_stats._summary(x)
             vec = pd.Series({(k, f"{i + 1:02d}"): v[i] for k, v in st.items() for i in range(len(v))})
             assert not group_ok(name, vec, ref[name]), (hop, name)
 
@@ -123,13 +125,13 @@ def test_summary_statistics_match_numpy_scipy():
     from scipy import stats
 
     x = np.random.default_rng(0).gamma(2.0, size=(3, 500)).astype(np.float32)
-    st = F._summary(x)
+    st = feature_stats._summary(x)
     np.testing.assert_allclose(st["mean"], x.mean(1), rtol=1e-6)
     np.testing.assert_allclose(st["std"], x.std(1), rtol=1e-5)
     np.testing.assert_allclose(st["skew"], stats.skew(x.astype(float), axis=1), rtol=1e-9)
     np.testing.assert_allclose(st["kurtosis"], stats.kurtosis(x.astype(float), axis=1), rtol=1e-9)
     np.testing.assert_allclose(st["median"], np.median(x, 1))
-    assert np.isnan(F._summary(np.ones((1, 10)))["skew"]).all()
+    assert np.isnan(feature_stats._summary(np.ones((1, 10)))["skew"]).all()
 
 
 def test_fast_helpers_equal_librosa():
@@ -137,14 +139,14 @@ def test_fast_helpers_equal_librosa():
     y, sr = load_audio(CLIP140, sr=None)
     S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512, pad_mode="reflect"))
     S[:, 5] = 0.0  # a silent frame
-    c, b, r = F._spectral_shape(S, sr=22050, n_fft=2048)
+    c, b, r = feature_stats._spectral_shape(S, sr=22050, n_fft=2048)
     np.testing.assert_allclose(c, librosa.feature.spectral_centroid(S=S), rtol=1e-5, atol=1e-2)
     np.testing.assert_allclose(b, librosa.feature.spectral_bandwidth(S=S), rtol=1e-5, atol=1e-2)
     np.testing.assert_array_equal(r, librosa.feature.spectral_rolloff(S=S))
     S0 = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
-    assert F._estimate_tuning(S0, sr=sr, n_fft=2048) == librosa.estimate_tuning(y=y, sr=sr, bins_per_octave=12)
+    assert feature_stats._estimate_tuning(S0, sr=sr, n_fft=2048) == librosa.estimate_tuning(y=y, sr=sr, bins_per_octave=12)
     P = S * S
-    assert F._estimate_tuning(P, sr=22050, n_fft=2048) == librosa.estimate_tuning(S=P, sr=22050, n_fft=2048)
+    assert feature_stats._estimate_tuning(P, sr=22050, n_fft=2048) == librosa.estimate_tuning(S=P, sr=22050, n_fft=2048)
 
 
 # --- feature sets ----------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def test_extract_mel_faulty_clips(tmp_path):
 
 
 def test_extract_fma518_faulty_clips_and_fma_layout(tmp_path):
-    from mattlib import fma
+    from mattlib.data import fma
 
     tracks = _faulty_tracks(tmp_path)
     del tracks[5]  # keep the test short: one full clip and the short one
@@ -329,7 +331,7 @@ def test_resume_fma518_does_not_recompute(tmp_path, monkeypatch):
             raise _Killed()
         return pd.Series(np.full(518, float(Path(path).stem), np.float32), index=F.fma518_columns())
 
-    monkeypatch.setattr(F, "compute_fma518", fake)
+    monkeypatch.setattr(bulk, "compute_fma518", fake)
     tracks = {t: CLIP2.with_name(f"{t:06d}.mp3") for t in range(1, 7)}
     with pytest.raises(_Killed):
         F.extract(tracks, kind="fma518", out=tmp_path, progress=False, chunk_size=1)
@@ -360,7 +362,7 @@ def test_resume_mel_does_not_recompute(tmp_path, monkeypatch):
             raise _Killed()
         return real_log_mel(y, settings)
 
-    monkeypatch.setattr(F, "log_mel", counting)
+    monkeypatch.setattr(bulk, "log_mel", counting)
     s = F.MelSettings(seconds=5.0)
     tracks = {t: [CLIP2, CLIP5, CLIP140][t % 3] for t in range(1, 6)}
     with pytest.raises(_Killed):

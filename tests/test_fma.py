@@ -1,10 +1,10 @@
-"""mattlib.fma on real FMA rows (tests/data is a truncated copy of the official files)."""
+"""mattlib.data.fma on real FMA rows (tests/data is a truncated copy of the official files)."""
 
 
 import pandas as pd
 import pytest
 
-from mattlib import fma
+from mattlib.data import fma
 
 
 @pytest.fixture(scope="module")

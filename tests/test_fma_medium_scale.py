@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from mattlib import cli, demo, fma
-from mattlib.features import _write_features, fma518_columns
+from mattlib import cli
+from mattlib.data import demo, fma
 
 
 def test_counts_are_fma_medium_per_split():
@@ -29,7 +29,7 @@ def test_features_carry_genre_and_album_signal():
         "crossover_weight": 0.0,
         "album_id": np.repeat(np.arange(160), 5),
     })
-    columns = fma518_columns()
+    columns = fma.fma518_columns()
     x = demo._medium_features(manifest, columns, seed=0)
     assert x.shape == (800, 518) and x.dtype == np.float32 and np.isfinite(x).all()
     z = (x - x.mean(0)) / x.std(0)
@@ -53,7 +53,7 @@ def test_features_csv_is_parsed_once_then_read_from_its_parquet_copy(tmp_path):
     folder = tmp_path / "fma_metadata"
     folder.mkdir()
     values = np.random.default_rng(0).standard_normal((5, 518))
-    _write_features(folder, pd.DataFrame(values, index=[2, 3, 5, 10, 20], columns=fma518_columns()))
+    fma.write_features(folder / "features.csv", pd.DataFrame(values, index=[2, 3, 5, 10, 20], columns=fma.fma518_columns()))
     csv = folder / "features.csv"
     first = fma.load_features_cached(csv, cache_dir=tmp_path / "cache")
     copies = list((tmp_path / "cache" / "fma_features").glob("*.parquet"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mattlib import choices, grid
+from mattlib.study import choices, grid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,8 @@ def test_data_root_override_gets_its_own_cache(tmp_path):
 
 
 def test_choices_match_the_registries():
-    from mattlib import baselines, encoders, features, mil
+    from mattlib.models import baselines, encoders, mil
+    from mattlib import features
 
     assert set(choices.FEATURE_SETS) - {"mel"} == set(features.FEATURE_SETS)
     for name in choices.BASELINES:
@@ -140,7 +141,7 @@ def test_the_code_digest_changes_with_a_library_function(tmp_path):
     copy = tmp_path / "mattlib"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert code_digest(package_dir=copy) == code_digest()
-    metrics = copy / "metrics.py"
+    metrics = copy / "evaluation" / "metrics.py"
     metrics.write_text(metrics.read_text().replace("def ", "def _changed_helper():\n    return 1\n\n\ndef ", 1))
     assert code_digest(package_dir=copy) != code_digest()
 
@@ -162,7 +163,7 @@ def test_types_and_ranges_fail_when_the_params_file_is_read(tmp_path, setting, v
 
 
 def test_settings_object():
-    from mattlib.settings import Settings, SettingsError
+    from mattlib.study.settings import Settings, SettingsError
 
     s = Settings.from_parameters({"epochs": 5, "hidden": [32], "colour": "red"})
     assert s.epochs == 5 and s.hidden == (32,) and s.extra == {"colour": "red"}

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from mattlib.metrics import (
+from mattlib.evaluation.metrics import (
     PAPER_TAIL_SETS,
     average_precision_micro,
     bags_of_one,

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mattlib.encoders import make_encoder
-from mattlib.mil import (
+from mattlib.models.encoders import make_encoder
+from mattlib.models.mil import (
     POOLINGS,
     BagModel,
     late_fusion,
@@ -14,7 +14,7 @@ from mattlib.mil import (
     masked_softmax,
     synthetic_mil_task,
 )
-from mattlib.train import BagDataset, fit, predict
+from mattlib.training.train import BagDataset, fit, predict
 
 D, C = 8, 5
 

@@ -13,7 +13,9 @@ import pytest
 import ray
 from test_study import ROOT, matt, params_file
 
-from mattlib import executors, features, fma, grid
+from mattlib import executors, features
+from mattlib.data import fma
+from mattlib.study import grid
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from mattlib import experiment, features, report
+from mattlib.study import experiment
+from mattlib import features
+from mattlib.views import report
 
 #: The 8 clips whose tracks.csv rows lie beyond the truncated file get rows built from the clip
 #: manifest (FMA's own artist, album, genre); FMA's split is not in the manifest, so one is chosen

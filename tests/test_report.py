@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mattlib import report
-from mattlib.metrics import paired_difference
+from mattlib.views import report
+from mattlib.evaluation.metrics import paired_difference
 
 GENRES = ["Rock", "Pop"]
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mattlib import experiment, grid, report
+from mattlib.study import experiment, grid
+from mattlib.views import report
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 3, "patience": 3, "hidden": [32], "widths": [4, 8, 8, 8], "batch_size": 8}

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mattlib import audio, features, fma, grid, locks
+from mattlib.features import audio, bulk
+from mattlib import features, locks
+from mattlib.data import fma
+from mattlib.study import grid
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -293,7 +296,7 @@ def test_a_cut_fma518_table_is_refused_and_an_undefined_row_is_a_failure(tmp_pat
         values = real(path, **kwargs)
         return values * np.nan if Path(path) == nan_clip else values
 
-    monkeypatch.setattr(features, "compute_fma518", undefined_for_7)
+    monkeypatch.setattr(bulk, "compute_fma518", undefined_for_7)
     report = features.extract({2: CLIPS[2], 7: nan_clip}, kind="fma518", out=cache, progress=False)
     assert (report.done, report.failed) == (1, 1)
     assert "no finite feature value" in (cache / "fma518" / "failures.csv").read_text()

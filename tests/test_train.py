@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mattlib.encoders import make_encoder
-from mattlib.mil import BagModel, make_pooling, synthetic_mil_task
-from mattlib.train import BagDataset, collate_bags, fit, load_checkpoint, predict, resolve_device
+from mattlib.models.encoders import make_encoder
+from mattlib.models.mil import BagModel, make_pooling, synthetic_mil_task
+from mattlib.training.train import BagDataset, collate_bags, fit, load_checkpoint, predict, resolve_device
 
 CLASSES = ["g0", "g1"]
 
@@ -184,7 +184,7 @@ def test_mel_bag_model_trains_end_to_end(encoder):
 
 
 def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
-    import mattlib.train as train_module
+    import mattlib.training.train as train_module
 
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
@@ -251,7 +251,7 @@ def test_chunked_encoding_predicts_whole_bags_as_in_one_piece():
 
 
 def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, monkeypatch, capsys):
-    import mattlib.train as train_module
+    import mattlib.training.train as train_module
 
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)

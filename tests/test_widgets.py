@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mattlib import widgets
+from mattlib.views import widgets
 
 CLASSES = ["Rock", "Pop", "Jazz"]
 

@@ -49,11 +49,12 @@ from typing import Any
 
 import yaml
 
+from mattlib import paths
 from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
 from mattlib.provenance import code_digest
-from mattlib.results import METRICS_FILE
-from mattlib.settings import SettingsError, check_setting
+from mattlib.evaluation.results import METRICS_FILE
+from mattlib.study.settings import SettingsError, check_setting
 
 __all__ = [
     "NOTEBOOK_DIR",
@@ -64,11 +65,10 @@ __all__ = [
     "cell_status",
     "check_inputs",
     "run_grid",
-    "run_study",
     "RunSummary",
 ]
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = paths.project_root() / "notebooks"
 _TOP_KEYS = {"run", "output_root", "defaults", "notebooks", "description", "study"}
 _ENTRY_KEYS = {"notebook", "grid", "params", "resources"}
 # Parameters the runner itself sets in every notebook that declares them.
@@ -366,7 +366,7 @@ def check_inputs(cells: list[Cell]) -> None:
     GridError
         One line naming the path and what to do.
     """
-    from mattlib import fma
+    from mattlib.data import fma
 
     roots = {c.params["data_root"] for c in cells if "data_root" in c.params}
     for root in sorted(roots):
@@ -692,52 +692,6 @@ def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[in
     pool.shutdown()
 
 
-def run_study(
-    *,
-    params: str | Path = "params/demo.yaml",
-    data_root: str | Path | None = None,
-    jobs: int = 2,
-    force: bool = False,
-    cell_timeout: float | None = None,
-) -> tuple[Path, bool]:
-    """The whole study: demo data if absent, features, the grid, the report.
-
-    Returns the path of the report's ``index.html`` and whether every cell succeeded.
-    """
-    from mattlib import demo, features, report
-
-    spec = load_grid(params, data_root=data_root)
-    defaults, study = spec.defaults, spec.study
-    root = Path(defaults.get("data_root", "data/demo"))
-    if not (root / "fma_metadata" / "tracks.csv").exists():
-        if study.get("demo") and data_root is None:
-            print(f"building the demo dataset in {root} ...")
-            demo.generate_demo(root, **dict(study.get("demo_options") or {}))
-        else:
-            raise FileNotFoundError(
-                f"no FMA metadata under {root}: expected {root / 'fma_metadata' / 'tracks.csv'} "
-                "(unpack fma_metadata.zip and fma_<subset>.zip there)"
-            )
-    cache = Path(defaults.get("cache_dir", "outputs/cache/default"))
-    subset = defaults.get("subset", "medium")
-    for kind in study.get("features", ["fma518", "mel"]):
-        if kind == "fma518" and (root / "fma_metadata" / "features.csv").exists():
-            print("features: fma518 -> FMA's own fma_metadata/features.csv (nothing to extract)")
-            continue
-        mel = features.MelSettings(**mel_settings_kwargs(defaults)) if kind == "mel" else None
-        print(f"features: {kind} -> {cache}")
-        extraction = features.extract_subset(root, subset=subset, kind=kind, out=cache, jobs=jobs, settings=mel)
-        print(f"  {extraction}")
-    summary = run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
-    print(summary.describe())
-    if summary.interrupted:
-        interrupt = KeyboardInterrupt(summary.interrupted)
-        interrupt.signame = summary.interrupted
-        raise interrupt
-    index = report.build_report(spec.run_dir)
-    return index, summary.ok
-
-
 def override_data_root(defaults: dict[str, Any], data_root: str | Path) -> dict[str, Any]:
     """``data_root`` and a ``cache_dir`` of its own, so features of another root are never reused."""
     import hashlib
@@ -749,17 +703,3 @@ def override_data_root(defaults: dict[str, Any], data_root: str | Path) -> dict[
     cache = Path(defaults.get("cache_dir", "outputs/cache/default"))
     return {"data_root": str(data_root), "cache_dir": str(cache.parent / f"{Path(resolved).name}-{tag}")}
 
-
-#: Shared notebook parameters that set the log-mel (-> mattlib.features.MelSettings fields).
-MEL_PARAMETERS = {
-    "mel_sr": "sr",
-    "mel_seconds": "seconds",
-    "mel_n_mels": "n_mels",
-    "mel_hop_length": "hop_length",
-    "mel_n_fft": "n_fft",
-}
-
-
-def mel_settings_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """MelSettings keyword arguments from the shared ``mel_*`` notebook parameters."""
-    return {field_: params[key] for key, field_ in MEL_PARAMETERS.items() if key in params}

@@ -3,7 +3,7 @@
 Three encoders share one contract (OpenNRE's split between *encoder* and *bag model*):
 
 * ``forward(x)`` takes a batch of instances and returns ``(K, out_dim)`` float embeddings;
-* ``out_dim`` (int attribute) is the embedding size the bag pooling (``mattlib.mil``) reads.
+* ``out_dim`` (int attribute) is the embedding size the bag pooling (``mattlib.models.mil``) reads.
 
 ========  ===================================  ===========================================
 name      instance input ``x``                 architecture

@@ -1,14 +1,14 @@
 """Every setting of the study, declared once: name, type, range or choices, default.
 
 :class:`Settings` is a frozen dataclass; its ``_parameter_constraints`` (scikit-learn style) are
-checked in one place, :func:`check_setting`, by the params-file reader (:mod:`mattlib.grid`) and
+checked in one place, :func:`check_setting`, by the params-file reader (:mod:`mattlib.study.grid`) and
 by :meth:`Settings.from_parameters`. A bad value fails with one line naming the setting, the value
 and what is allowed::
 
     >>> Settings.from_parameters({"epochs": "ten"})
     Traceback (most recent call last):
     ...
-    mattlib.settings.SettingsError: epochs must be an integer >= 1, got 'ten' (str)
+    mattlib.study.settings.SettingsError: epochs must be an integer >= 1, got 'ten' (str)
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mattlib import choices
+from mattlib import paths
+from mattlib.data.datasets import DATASETS
+from mattlib.study import choices
 
 __all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
 
@@ -129,6 +131,7 @@ class Settings:
     """
 
     data_root: str = "data/demo"
+    dataset: str = "auto"
     subset: str = "medium"
     cache_dir: str = "outputs/cache/demo"
     output_dir: str = "outputs/adhoc"
@@ -156,11 +159,12 @@ class Settings:
     mel_n_fft: int = 512
     mel_crop: str = "start"
     kind: str = "both"
-    jobs: int = 1
+    jobs: int = 2
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "data_root": Text(),
+        "dataset": Options(("auto", *DATASETS)),
         "subset": Options(("small", "medium", "large")),
         "cache_dir": Text(),
         "output_dir": Text(),
@@ -216,6 +220,20 @@ class Settings:
             raise SettingsError(f"unknown setting(s) {sorted(unknown)}; valid: {', '.join(cls.names())}")
         return cls(**known, extra=unknown)
 
+    @classmethod
+    def for_notebook(cls, namespace: dict[str, Any]) -> Settings:
+        """Settings from a notebook's parameters cell (``Settings.for_notebook(globals())``): the
+        declared names found in ``namespace``, validated, with relative paths resolved against
+        the project root (:func:`mattlib.paths.resolve`), whatever folder the kernel runs in."""
+        settings = cls.from_parameters({k: namespace[k] for k in cls.names() if k in namespace})
+        return settings.replace(**{k: str(paths.resolve(getattr(settings, k)))
+                                   for k in _PATH_SETTINGS if getattr(settings, k) is not None})
+
+    @property
+    def mel(self) -> dict[str, Any]:
+        """:class:`mattlib.features.MelSettings` keyword arguments (the one spelling of them)."""
+        return {field_: getattr(self, f"mel_{field_}") for field_ in _MEL_FIELDS}
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
@@ -225,6 +243,12 @@ class Settings:
         out = {name: getattr(self, name) for name in self._parameter_constraints}
         out["hidden"], out["widths"] = list(self.hidden), list(self.widths)
         return {**out, **self.extra}
+
+
+#: Settings that hold paths (resolved against the project root in notebooks).
+_PATH_SETTINGS = ("data_root", "cache_dir", "output_dir", "run_dir")
+#: MelSettings fields, each a ``mel_<field>`` setting.
+_MEL_FIELDS = ("sr", "seconds", "n_mels", "hop_length", "n_fft", "crop")
 
 
 def check_setting(name: str, value: Any) -> None:

@@ -1,7 +1,7 @@
 """Per-bag attention explorer (ipywidgets + plotly) and its static figures.
 
 The data is the ``attention.json`` a bag-model notebook writes (see
-:meth:`mattlib.experiment.ExperimentResult.attention_records`)::
+:meth:`mattlib.study.experiment.ExperimentResult.attention_records`)::
 
     {"classes": [genre, ...], "model": "MLP+MATT",
      "bags": [{"bag_id": str, "split": "test", "true_genre": str, "pred_genre": str,

@@ -7,12 +7,12 @@ FMA's 518 statistics. Every dataset gives them through the same small interface,
 
     index track_id (int) | album_id (int, -1 unknown) | artist_id (int) | split | genre
 
-which :func:`mattlib.bags.make_bags` groups into bags. Three kinds are registered in
+which :func:`mattlib.data.bags.make_bags` groups into bags. Three kinds are registered in
 :data:`DATASETS`:
 
 ``fma``
-    The Free Music Archive (``fma_metadata/`` + ``fma_<subset>/``), read by :mod:`mattlib.fma`.
-    The demo dataset (:mod:`mattlib.demo`) is written in this format, so it is an ``fma`` root.
+    The Free Music Archive (``fma_metadata/`` + ``fma_<subset>/``), read by :mod:`mattlib.data.fma`.
+    The demo dataset (:mod:`mattlib.data.demo`) is written in this format, so it is an ``fma`` root.
 ``collection``
     Any collection with album/artist metadata (GTZAN with an artist index, MTG-Jamendo, a lab's
     own library): one ``collection.csv`` with columns ``track_id, album_id, artist_id, genre,
@@ -31,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from mattlib import fma
+from mattlib.data import fma
 
 __all__ = [
     "DATASETS",
@@ -83,8 +83,8 @@ class Dataset(ABC):
         """``track_id -> audio file`` for the tracks of a subset."""
 
     @abstractmethod
-    def official_features(self) -> pd.DataFrame | None:
-        """The dataset's own table of the 518 statistics, or ``None``."""
+    def official_features_path(self) -> Path | None:
+        """The dataset's own ``features.csv`` of the 518 statistics (FMA's layout), or ``None``."""
 
 
 class FMADataset(Dataset):
@@ -116,9 +116,9 @@ class FMADataset(Dataset):
         ids = fma.subset_tracks(fma.load_tracks(self.root), subset).index
         return {int(t): fma.audio_path(self.root, int(t), subset=subset) for t in ids}
 
-    def official_features(self) -> pd.DataFrame | None:
+    def official_features_path(self) -> Path | None:
         path = fma.metadata_path(self.root, "features.csv")
-        return fma.load_features(path) if path.exists() else None
+        return path if path.exists() else None
 
 
 class CollectionDataset(Dataset):
@@ -142,7 +142,7 @@ class CollectionDataset(Dataset):
         path = self.root / self.FILE
         if not path.exists():
             raise DatasetError(f"collection file not found: {path}; write one with columns "
-                               f"{', '.join(_COLLECTION_COLUMNS)}, audio (mattlib.datasets.write_collection)")
+                               f"{', '.join(_COLLECTION_COLUMNS)}, audio (mattlib.data.datasets.write_collection)")
         try:
             table = pd.read_csv(path, dtype={"genre": "string", "split": "string", "audio": "string"})
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
@@ -193,9 +193,9 @@ class CollectionDataset(Dataset):
         audio = table["audio"].dropna()
         return {int(t): self.root / str(p) for t, p in audio.items()}
 
-    def official_features(self) -> pd.DataFrame | None:
+    def official_features_path(self) -> Path | None:
         path = self.root / "features.csv"
-        return fma.load_features(path) if path.exists() else None
+        return path if path.exists() else None
 
 
 #: Registered dataset kinds; a params file names one with ``dataset`` ("auto" detects it).
@@ -214,7 +214,7 @@ def detect_dataset(root: str | Path) -> str:
     raise DatasetError(
         f"no dataset found at {root.resolve()} (working directory {Path.cwd()}): expected "
         "fma_metadata/tracks.csv (FMA or the demo: `matt demo-data --out DIR`) or collection.csv "
-        "(a generic collection, see mattlib.datasets)"
+        "(a generic collection, see mattlib.data.datasets)"
     )
 
 

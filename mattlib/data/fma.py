@@ -2,7 +2,7 @@
 
 One module every notebook imports. The same functions serve the real FMA (``fma_metadata.zip``
 plus ``fma_<subset>.zip`` unpacked under one root) and the project's demo dataset, which is
-written in exactly that format (:mod:`mattlib.demo`).
+written in exactly that format (:mod:`mattlib.data.demo`).
 
 Layout of a data root::
 
@@ -30,6 +30,10 @@ __all__ = [
     "load_tracks",
     "load_genres",
     "load_features",
+    "FMA_FEATURE_SIZES",
+    "FMA_STATISTICS",
+    "fma518_columns",
+    "write_features",
     "load_echonest",
     "top_genres",
     "subset_tracks",
@@ -329,3 +333,50 @@ def audio_path(root: str | Path, track_id: int, *, subset: str) -> Path:
         raise ValueError(f"track_id must be non-negative, got {track_id}")
     name = f"{track_id:06d}"
     return Path(root) / f"fma_{subset}" / name[:3] / f"{name}.mp3"
+
+
+# FMA's features.csv layout: 11 feature groups x 7 statistics = 518 columns
+#: Rows per frame of each FMA feature group (each summarised by 7 statistics).
+FMA_FEATURE_SIZES: dict[str, int] = {
+    "chroma_cens": 12,
+    "chroma_cqt": 12,
+    "chroma_stft": 12,
+    "mfcc": 20,
+    "rmse": 1,
+    "spectral_bandwidth": 1,
+    "spectral_centroid": 1,
+    "spectral_contrast": 7,
+    "spectral_rolloff": 1,
+    "tonnetz": 6,
+    "zcr": 1,
+}
+#: The 7 statistics over time, as named in FMA's header (kurtosis is the excess kurtosis).
+FMA_STATISTICS = ("mean", "std", "skew", "kurtosis", "median", "min", "max")
+
+
+def fma518_columns() -> pd.MultiIndex:
+    """The 518 columns of FMA's ``features.csv``, in FMA's (lexicographically sorted) order.
+
+    Returns
+    -------
+    pandas.MultiIndex
+        Levels ``(feature, statistics, number)``; ``number`` is a 2-digit string ``'01'..``.
+    """
+    tuples = [
+        (name, stat, f"{i + 1:02d}")
+        for name, size in FMA_FEATURE_SIZES.items()
+        for stat in FMA_STATISTICS
+        for i in range(size)
+    ]
+    return pd.MultiIndex.from_tuples(sorted(tuples), names=["feature", "statistics", "number"])
+
+
+def write_features(path: str | Path, table: pd.DataFrame) -> Path:
+    """Write a ``(n_tracks, 518)`` table as FMA's ``features.csv`` (3-row header, float32 values
+    as ``'%.10e'``, index ``track_id``); returns ``path``."""
+    table = table.sort_index().astype(np.float32)
+    table.index.name = "track_id"
+    table.columns = fma518_columns()
+    path = Path(path)
+    table.to_csv(path, float_format="%.10e")
+    return path

@@ -6,14 +6,14 @@ The notebooks (03 baselines, 04 MIL, 05 MATT, 07 case study) are thin wrappers a
     result = run_bag_model(data, model="mlp", pooling="matt", epochs=30, seed=0)
     result.save(output_dir)
 
-:func:`load_study_data` builds the album–artist bags (:mod:`mattlib.bags`) of the tracks whose
+:func:`load_study_data` builds the album–artist bags (:mod:`mattlib.data.bags`) of the tracks whose
 features exist (failed extractions are left out with a warning), the genre classes, the training
 counts and the tail sets. :func:`run_baseline` fits a scikit-learn baseline on tracks;
 :func:`run_bag_model` trains a torch encoder + bag pooling with model selection on the validation
 split. Every result is evaluated on the test split at track and bag level
-(:func:`mattlib.metrics.evaluate`), and written as ``metrics.json`` (one entry per reported model:
+(:func:`mattlib.evaluation.metrics.evaluate`), and written as ``metrics.json`` (one entry per reported model:
 e.g. "SVM" and its late-fusion control "SVM+late"), ``predictions.csv`` (per test track) and, for
-bag models, ``attention.json`` (for :mod:`mattlib.widgets`).
+bag models, ``attention.json`` (for :mod:`mattlib.views.widgets`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mattlib import bags as bagging
-from mattlib import choices, fma, metrics
-from mattlib.results import write_json, write_metrics
+from mattlib import paths
+from mattlib.data import bags as bagging
+from mattlib.data import datasets, fma
+from mattlib.evaluation import metrics
+from mattlib.evaluation.results import write_json, write_metrics
+from mattlib.study import choices
 
 __all__ = [
     "FMA_MEDIUM_TRAIN_TRACKS",
@@ -116,7 +119,7 @@ class StudyData:
     Attributes
     ----------
     membership : DataFrame
-        Album–artist bags (``mattlib.bags`` columns) of the tracks that have features.
+        Album–artist bags (``mattlib.data.bags`` columns) of the tracks that have features.
     classes : list of str
         Genre names in FMA's order (top-level genres present in the training split).
     train_counts : Series
@@ -174,7 +177,7 @@ def _row_map(store) -> dict[int, int]:
     return {int(t): int(r) for t, r in zip(store.index.index, store.index["row"])}
 
 
-def _load_instances(*, data_root: Path, cache_dir: Path, feature_set: str, mel: dict[str, Any],
+def _load_instances(*, dataset: datasets.Dataset, cache_dir: Path, feature_set: str, mel: dict[str, Any],
                     features_source: str):
     from mattlib import features
 
@@ -182,8 +185,8 @@ def _load_instances(*, data_root: Path, cache_dir: Path, feature_set: str, mel: 
         settings = features.MelSettings(**mel)
         store = features.load_mel(features.mel_dir(cache_dir, settings))
         return store.mel, _row_map(store)
-    official = data_root / "fma_metadata" / "features.csv"
-    if features_source == "fma" or (features_source == "auto" and official.exists()):
+    official = dataset.official_features_path()
+    if features_source == "fma" or (features_source == "auto" and official is not None):
         table = fma.load_features_cached(official, cache_dir=cache_dir)
     elif features_source in ("auto", "cache"):
         table = features.load_fma518(cache_dir)
@@ -201,6 +204,7 @@ def load_study_data(
     max_bag_size: int = 0,
     mel: dict[str, Any] | None = None,
     features_source: str = "auto",
+    dataset: str = "auto",
 ) -> StudyData:
     """Load tracks, bags and instances for one feature set.
 
@@ -212,23 +216,26 @@ def load_study_data(
     cache_dir : path
         Feature cache (``matt features --out``).
     feature_set : str
-        One of :data:`mattlib.choices.FEATURE_SETS` ("mel" = the log-mel).
+        One of :data:`mattlib.study.choices.FEATURE_SETS` ("mel" = the log-mel).
     max_bag_size : int
         0 keeps bags whole. N > 0 cuts **training** bags above N tracks into chunks
-        (:func:`mattlib.bags.make_bags`; no track is dropped); validation and test bags stay
+        (:func:`mattlib.data.bags.make_bags`; no track is dropped); validation and test bags stay
         whole and torch models encode them N tracks at a time, pooling all of them.
     mel : dict, optional
         :class:`mattlib.features.MelSettings` fields (which cached log-mel to read).
     features_source : {"auto", "cache", "fma"}
-        Where the 518 statistics come from: "auto" uses FMA's own ``features.csv`` when the root
-        has one, else the project's cache.
+        Where the 518 statistics come from: "auto" uses the dataset's own ``features.csv`` (FMA's)
+        when the root has one, else the project's cache.
+    dataset : {"auto", "fma", "collection"}
+        The kind of dataset at ``data_root`` (:data:`mattlib.data.datasets.DATASETS`).
     """
     if feature_set not in choices.FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; valid: {', '.join(choices.FEATURE_SETS)}")
-    data_root, cache_dir = Path(data_root), Path(cache_dir)
-    tracks = fma.subset_tracks(fma.load_tracks(data_root), subset)
+    data_root, cache_dir = paths.resolve(data_root), paths.resolve(cache_dir)
+    source = datasets.open_dataset(data_root, kind=dataset)
+    tracks = source.tracks(subset=subset)
     instances, track_index = _load_instances(
-        data_root=data_root, cache_dir=cache_dir, feature_set=feature_set, mel=mel or {},
+        dataset=source, cache_dir=cache_dir, feature_set=feature_set, mel=mel or {},
         features_source=features_source,
     )
     if isinstance(instances, pd.DataFrame):
@@ -240,12 +247,12 @@ def load_study_data(
             instances = instances.mask(bad, 0.0)
     available = instances.index if isinstance(instances, pd.DataFrame) else list(track_index)
     has_features = tracks.index.isin(available)
-    missing = int((~has_features & tracks[("track", "genre_top")].notna().to_numpy()).sum())
+    missing = int((~has_features & tracks["genre"].notna().to_numpy()).sum())
     if missing:
         warnings.warn(f"{missing} labelled track(s) have no {feature_set} features (failed or not "
                       "extracted) and are left out", stacklevel=2)
     membership = bagging.make_bags(tracks[has_features], max_size=max_bag_size or None)
-    order = fma.top_genres(fma.load_genres(data_root))
+    order = source.genres()
     counts = bagging.train_counts(membership)
     classes = [g for g in order if counts.get(g, 0) > 0]
     outside = sorted(set(membership["genre"]) - set(classes))
@@ -379,7 +386,7 @@ def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dic
 
 def _late_fusion_result(data: StudyData, *, track_scores: pd.DataFrame, model: str, label: str,
                         seed: int) -> ModelResult:
-    from mattlib.mil import late_fusion
+    from mattlib.models.mil import late_fusion
 
     test = data.split("test")
     bag_scores = late_fusion(track_scores, test, classes=data.classes)
@@ -394,7 +401,7 @@ def run_baseline(data: StudyData, *, model: str, seed: int = 0, **kwargs) -> Exp
     Reported: the track-level model on test tracks, and its late-fusion control (track
     probabilities averaged over each test album bag, no bag training).
     """
-    from mattlib import baselines
+    from mattlib.models import baselines
 
     if model not in choices.BASELINES:
         raise ValueError(f"unknown baseline {model!r}; valid: {', '.join(choices.BASELINES)}")
@@ -437,7 +444,7 @@ def _encoder_kwargs(model: str, *, hidden: tuple[int, ...] | None, widths: tuple
 
 
 def _dataset(data: StudyData, rows: pd.DataFrame):
-    from mattlib.train import BagDataset
+    from mattlib.training.train import BagDataset
 
     if isinstance(data.instances, pd.DataFrame):
         return BagDataset(rows, data.instances, data.classes)
@@ -479,11 +486,11 @@ def run_bag_model(
         Force training on bags of one (the case study's track-level baseline).
     matt_score : {"paper", "dot"}
         MATT's score: the paper's ``tanh(w_s [s; q_g] + b_s)`` or the bilinear
-        ``s . (A q_g)`` ("MATT (bilinear)"), see :class:`mattlib.mil.MATTPooling`.
+        ``s . (A q_g)`` ("MATT (bilinear)"), see :class:`mattlib.models.mil.MATTPooling`.
     checkpoint_dir : path, optional
         ``best.pt`` (the selected model) and, while training, ``last.pt``: a killed run resumes
         from its last finished epoch when the cell runs again.
-    Other parameters go to :func:`mattlib.train.fit` and the encoder.
+    Other parameters go to :func:`mattlib.training.train.fit` and the encoder.
 
     Selection: the best epoch on the **validation** split (never the test split), by track
     accuracy on validation bags built like the test's. Bags are never truncated: training bags
@@ -492,7 +499,8 @@ def run_bag_model(
     """
     import torch
 
-    from mattlib import encoders, mil, train
+    from mattlib.models import encoders, mil
+    from mattlib.training import train
 
     if model not in choices.ENCODERS:
         raise ValueError(f"unknown model {model!r} for a torch encoder; valid: {', '.join(choices.ENCODERS)}")
@@ -559,7 +567,7 @@ def run_bag_model(
 
 
 def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> list[dict]:
-    """Per-bag attention for :mod:`mattlib.widgets` (``attention.json``'s ``bags``)."""
+    """Per-bag attention for :mod:`mattlib.views.widgets` (``attention.json``'s ``bags``)."""
     rows = membership.groupby("bag_id", sort=False)
     records = []
     for i, bag_id in enumerate(preds.bag_ids):
@@ -581,23 +589,21 @@ def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> li
     return records
 
 
-def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any] | None = None):
-    """``track_id -> log-mel (n_mels, frames)`` for the attention explorer, or ``None`` when no
-    log-mel is cached (the explorer then shows attention and audio only)."""
+def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any]):
+    """``track_id -> log-mel (n_mels, frames)`` for the attention explorer: the cached log-mel of
+    the notebook's own settings ``mel`` (:class:`mattlib.features.MelSettings` fields), or ``None``
+    when that one is not cached (the explorer then shows attention and audio only)."""
     from mattlib import features
 
     if data.feature_set == "mel":
         array, row = data.instances, data.track_index
     else:
-        candidates = sorted(Path(cache_dir).glob("mel-*/index.csv"))
-        if mel:
-            candidates = [features.mel_dir(cache_dir, features.MelSettings(**mel)) / "index.csv"]
-        candidates = [c for c in candidates if c.exists()]
-        if not candidates:
+        folder = features.mel_dir(paths.resolve(cache_dir), features.MelSettings(**mel))
+        if not (folder / "index.csv").exists():
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            store = features.load_mel(candidates[0].parent)
+            store = features.load_mel(folder)
         array, row = store.mel, _row_map(store)
     return lambda track_id: np.asarray(array[row[int(track_id)]], dtype=np.float32)
 
@@ -610,7 +616,7 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
     The paper (MLP, all features): 68.83 % on bags → 63.69 % on single segments; trained on
     segments: 58 %.
     """
-    from mattlib import train
+    from mattlib.training import train
 
     checkpoints = fit_kwargs.pop("checkpoint_dir", None)
     bag_run = run_bag_model(data, model=model, pooling=pooling, seed=seed, progress=False,

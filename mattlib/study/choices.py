@@ -1,6 +1,6 @@
 """The study's named choices, importable without torch or librosa (the grid runner validates
 params files with them before anything runs). Tests keep them equal to the registries in
-:mod:`mattlib.features`, :mod:`mattlib.encoders`, :mod:`mattlib.mil` and :mod:`mattlib.baselines`.
+:mod:`mattlib.features`, :mod:`mattlib.models.encoders`, :mod:`mattlib.models.mil` and :mod:`mattlib.models.baselines`.
 """
 
 #: Table I's feature sets (FMA's 518 statistics, grouped); see mattlib.features.FEATURE_SETS.

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mattlib import bags as bagging
+from mattlib.data import bags as bagging
 
 __all__ = ["genre_split_counts", "plot_long_tail", "plot_bag_sizes", "exploration_metrics"]
 

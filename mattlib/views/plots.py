@@ -57,7 +57,7 @@ def _recall_long(frame: pd.DataFrame) -> pd.DataFrame:
 
 def recall_vs_count_models(frame: pd.DataFrame) -> go.Figure:
     """Per-genre recall against training tracks for every model of a run (from
-    :func:`mattlib.report.collect`), averaged over seeds."""
+    :func:`mattlib.views.report.collect`), averaged over seeds."""
     long = _recall_long(frame)
     if long.empty:
         raise ValueError("no per-genre recall in these results")

@@ -16,7 +16,7 @@ One interface for every pooling (torchmil style)::
 Poolings (see :func:`make_pooling`): ``none`` (instance level), ``mean``, ``max`` (the paper's
 "MIL" rows), ``matt`` (the paper's eqs. 1-5) and ``gated`` (Ilse et al. 2018, beyond the paper).
 
-:class:`BagModel` joins an encoder (``mattlib.encoders``) and a pooling; :func:`late_fusion`
+:class:`BagModel` joins an encoder (``mattlib.models.encoders``) and a pooling; :func:`late_fusion`
 is the bag-free control (track-level probabilities averaged over each bag).
 """
 
@@ -183,7 +183,7 @@ class MATTPooling(BagPooling):
       attention); the bag vector ``g_g`` of query g is scored by the output layer over all
       genres, ``p_g = softmax(M g_g + d)``, and genre g keeps its own probability
       ``p_g[g]`` (softmax per query, then the diagonal). The returned ``logits`` are
-      ``log p_g[g]`` (``B, C``; :attr:`inference_log_probs` tells :func:`mattlib.train.predict`
+      ``log p_g[g]`` (``B, C``; :attr:`inference_log_probs` tells :func:`mattlib.training.train.predict`
       to report ``exp(logits)``, which need not sum to one over genres); ``attention`` is
       ``(B, C, N)``. Vectorised over genres (no Python loop).
 
@@ -411,7 +411,7 @@ def late_fusion(
         An array must be row-aligned with ``membership``; a DataFrame is looked up by
         ``membership.track_id`` (each track must be present).
     membership : DataFrame
-        Bag membership (``mattlib.bags``), with ``bag_id`` and ``track_id`` columns.
+        Bag membership (``mattlib.data.bags``), with ``bag_id`` and ``track_id`` columns.
     classes : sequence of str, optional
         Column names of the result (default: the DataFrame's columns, else 0..C-1).
 
@@ -468,7 +468,7 @@ def synthetic_mil_task(
     Returns
     -------
     membership : DataFrame
-        In ``mattlib.bags``' format (``bag_id``, ``track_id``, ``split``, ``genre``,
+        In ``mattlib.data.bags``' format (``bag_id``, ``track_id``, ``split``, ``genre``,
         ``bag_genre``, ``album_id``, ``artist_id``, ``bag_size``); genres are ``'g0'...``.
     features : DataFrame (n_tracks, dim) float32, indexed by ``track_id``.
     key : ndarray (n_tracks,) bool

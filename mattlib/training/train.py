@@ -1,8 +1,8 @@
 """Training framework: bag datasets, one fit loop for instance- and bag-level models, predict.
 
 OpenNRE's third layer (after encoder and bag model): :class:`BagDataset` turns membership rows
-(``mattlib.bags``) plus an instance array into bags, :func:`collate_bags` pads them,
-:func:`fit` trains any :class:`mattlib.mil.BagModel` with model selection on the *validation*
+(``mattlib.data.bags``) plus an instance array into bags, :func:`collate_bags` pads them,
+:func:`fit` trains any :class:`mattlib.models.mil.BagModel` with model selection on the *validation*
 split only, :func:`predict` scores bags and returns attention.
 
 Track-level (non-bag) training is the same code with bags of one track.
@@ -51,7 +51,7 @@ class BagDataset(Dataset):
     Parameters
     ----------
     membership : DataFrame
-        Membership rows (``mattlib.bags``): ``bag_id``, ``track_id`` and the label column;
+        Membership rows (``mattlib.data.bags``): ``bag_id``, ``track_id`` and the label column;
         row order within a bag is instance order. Pass the rows of one split, or set ``split``.
     instances : array-like (n_tracks, ...) or DataFrame
         A feature matrix ``(n_tracks, d)`` or a log-mel array ``(n_tracks, n_mels, frames)``
@@ -70,7 +70,7 @@ class BagDataset(Dataset):
         Column holding each track's own genre (:attr:`genre_counts`; the bag label when absent).
 
     Every member track is kept: cut large training bags into chunks upstream
-    (:func:`mattlib.bags.make_bags` ``max_size``), never drop tracks.
+    (:func:`mattlib.data.bags.make_bags` ``max_size``), never drop tracks.
 
     Items
     -----
@@ -367,7 +367,7 @@ def fit(
     ----------
     model : nn.Module
         ``model(instances, mask, labels=None) -> (logits (B, C), attention)``, e.g. a
-        :class:`mattlib.mil.BagModel`. Labels are passed during training (MATT's label query).
+        :class:`mattlib.models.mil.BagModel`. Labels are passed during training (MATT's label query).
     train_data, val_data : BagDataset
     epochs : int
         Maximum number of epochs.
@@ -405,7 +405,7 @@ def fit(
         A tqdm bar per epoch (loss; validation accuracy at the end of the epoch).
     encode_chunk : int, optional
         Validate one whole bag at a time, encoding at most this many instances at once
-        (:class:`mattlib.mil.BagModel`); bounds memory on large validation albums.
+        (:class:`mattlib.models.mil.BagModel`); bounds memory on large validation albums.
 
     Returns
     -------
@@ -649,7 +649,7 @@ class Predictions:
         """Scores as a DataFrame (index ``bag_id``, one column per genre).
 
         For bags of one (``bag_id = str(track_id)``), ``frame.set_axis(frame.index.astype(int))``
-        gives the track-indexed probabilities that :func:`mattlib.mil.late_fusion` accepts.
+        gives the track-indexed probabilities that :func:`mattlib.models.mil.late_fusion` accepts.
         """
         return pd.DataFrame(self.scores, index=pd.Index(self.bag_ids, name="bag_id"), columns=self.classes)
 

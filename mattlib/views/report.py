@@ -15,7 +15,7 @@
 - ``index.html`` — all of the above on one page, with static attention plots.
 
 Each model notebook writes a ``metrics.json`` with a ``summary`` block (see
-:func:`mattlib.experiment.ExperimentResult.metrics`); other notebooks' files are listed only.
+:func:`mattlib.study.experiment.ExperimentResult.metrics`); other notebooks' files are listed only.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mattlib.results import METRICS_FILE  # noqa: E402
+from mattlib.evaluation.results import METRICS_FILE  # noqa: E402
 
 __all__ = ["collect", "table1", "table2", "paired_comparisons", "paper_table1", "paper_table2",
            "plot_pr_curves", "build_report"]
@@ -206,12 +206,12 @@ def paired_comparisons(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
 
     For each pair (see :func:`_comparisons`) and the seeds both ran: ``difference`` is the mean
     over seeds of A − B; ``ci_low`` / ``ci_high`` a paired bootstrap over **albums** of the
-    difference in seed-averaged correctness (:func:`mattlib.metrics.paired_difference`, the same
+    difference in seed-averaged correctness (:func:`mattlib.evaluation.metrics.paired_difference`, the same
     albums for both models in each replicate); ``seed_sd`` the sd of the per-seed differences;
     ``a_wins`` / ``b_wins`` the test tracks only A (only B) gets right, summed over seeds.
     Reads each cell's ``predictions.csv``.
     """
-    from mattlib.metrics import paired_difference
+    from mattlib.evaluation.metrics import paired_difference
 
     columns = ["feature_set", "comparison", "n_seeds", "difference", "ci_low", "ci_high", "seed_sd",
                "a_wins", "b_wins", "test_tracks", "test_albums"]
@@ -288,7 +288,7 @@ def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
 
 def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
     """Static plotly figures (HTML divs) of a few bags' attention, from attention.json files."""
-    from mattlib import widgets
+    from mattlib.views import widgets
 
     divs = []
     # MATT / gated attention first (mean pooling's weights are uniform by construction)
@@ -339,7 +339,7 @@ def _format(table: pd.DataFrame) -> str:
 
 def build_report(run_dir: str | Path) -> Path:
     """Write ``<run_dir>/report/`` (tables, PR figure, rendered notebooks, ``index.html``)."""
-    from mattlib import report_html
+    from mattlib.views import report_html
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

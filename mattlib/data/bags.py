@@ -7,7 +7,7 @@ test bags are keyed by ``(album, artist)`` only -- model selection sees bags bui
 the test's -- so such a bag may mix genres and every track keeps its own label for scoring.
 
 Bags are plain data: a *membership* table with one row per track, which pandas code reads
-directly and :mod:`mattlib.train` turns into padded tensors with a mask.
+directly and :mod:`mattlib.training.train` turns into padded tensors with a mask.
 
 Membership columns
 ------------------
@@ -76,7 +76,7 @@ def _flat_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
         if missing:
             raise ValueError(
                 f"flat tracks table lacks column(s) {missing}; give FMA's tracks table "
-                f"(mattlib.fma.load_tracks) or columns track_id, {', '.join(needed)}"
+                f"(mattlib.data.fma.load_tracks) or columns track_id, {', '.join(needed)}"
             )
         flat = tracks.reset_index() if "track_id" not in tracks.columns else tracks.copy()
         flat = flat[["track_id", *needed]].copy()
@@ -98,7 +98,7 @@ def make_bags(
     Parameters
     ----------
     tracks : pandas.DataFrame
-        FMA tracks table (:func:`mattlib.fma.load_tracks`, possibly restricted to a subset), or
+        FMA tracks table (:func:`mattlib.data.fma.load_tracks`, possibly restricted to a subset), or
         a flat table with ``track_id, album_id, artist_id, split, genre``.
     min_size : int
         Bags with fewer tracks are dropped (1 keeps every bag).

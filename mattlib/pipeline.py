@@ -1,0 +1,55 @@
+"""The whole study in one call (``matt study``): demo data if absent, features, the papermill
+grid, the report. It orchestrates every stage, so it sits above them (like the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mattlib import features, paths
+from mattlib.data import datasets, demo
+from mattlib.study import grid
+from mattlib.study.settings import Settings
+from mattlib.views import report
+
+__all__ = ["run_study"]
+
+
+def run_study(
+    *,
+    params: str | Path = "params/demo.yaml",
+    data_root: str | Path | None = None,
+    jobs: int = 2,
+    force: bool = False,
+    cell_timeout: float | None = None,
+) -> tuple[Path, bool]:
+    """The whole study: demo data if absent, features, the grid, the report.
+
+    Returns the path of the report's ``index.html`` and whether every cell succeeded.
+    """
+    spec = grid.load_grid(params, data_root=data_root)
+    settings, study = Settings.from_parameters(spec.defaults), spec.study
+    root, cache = paths.resolve(settings.data_root), paths.resolve(settings.cache_dir)
+    if not any(kind.looks_like(root) for kind in datasets.DATASETS.values()):
+        if not (study.get("demo") and data_root is None):
+            datasets.detect_dataset(root)  # raises: names the path and what belongs there
+        print(f"building the demo dataset in {root} ...")
+        demo.generate_demo(root, **dict(study.get("demo_options") or {}))
+    dataset = datasets.open_dataset(root, kind=settings.dataset)
+    for kind in study.get("features", ["fma518", "mel"]):
+        official = dataset.official_features_path()
+        if kind == "fma518" and official is not None:
+            print(f"features: fma518 -> {official} (the dataset's own; nothing to extract)")
+            continue
+        mel = features.MelSettings(**settings.mel) if kind == "mel" else None
+        print(f"features: {kind} -> {cache}")
+        extraction = features.extract(dataset.audio_paths(subset=settings.subset), kind=kind, out=cache,
+                                      jobs=jobs, settings=mel)
+        print(f"  {extraction}")
+    summary = grid.run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
+    print(summary.describe())
+    if summary.interrupted:
+        interrupt = KeyboardInterrupt(summary.interrupted)
+        interrupt.signame = summary.interrupted
+        raise interrupt
+    index = report.build_report(spec.run_dir)
+    return index, summary.ok

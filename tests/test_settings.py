@@ -1,0 +1,126 @@
+"""One definition of every study setting: notebooks, params files, registries and paths agree."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mattlib import paths
+from mattlib.data import datasets, fma
+from mattlib.features import MelSettings
+from mattlib.study import choices, experiment, grid
+from mattlib.study.settings import Settings, SettingsError
+from mattlib.views import report
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+#: What tells one notebook's experiment from another's; every other default is the study's.
+IDENTITY = {"output_dir": None, "model": {"03_baselines"}, "pooling": {"05_matt", "07_case_study"},
+            "run_dir": {"06_long_tail"}}
+
+
+def _parameters(notebook: Path) -> dict:
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    namespace: dict = {}
+    exec("".join(cell["source"]), {}, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_defaults_are_the_settings_defaults(notebook):
+    defaults = Settings().to_dict()
+    params = _parameters(notebook)
+    unknown = sorted(set(params) - set(defaults))
+    assert not unknown, f"{notebook.name} declares {unknown}, which Settings does not"
+    for name, value in params.items():
+        allowed = IDENTITY.get(name, set())
+        if name in IDENTITY and (allowed is None or notebook.stem in allowed):
+            continue
+        assert value == defaults[name], f"{notebook.name}: {name} = {value!r}, Settings has {defaults[name]!r}"
+    # the next cell turns the parameters into the settings object
+    nb = json.loads(notebook.read_text())
+    sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "Settings.for_notebook(globals())" in sources[1]
+
+
+def test_every_mel_setting_reaches_the_log_mel_settings():
+    settings = Settings(mel_crop="centre", mel_seconds=5.0)
+    mel = MelSettings(**settings.mel)
+    assert (mel.crop, mel.seconds) == ("centre", 5.0)
+    assert set(settings.mel) == {f.name for f in __import__("dataclasses").fields(MelSettings)} & set(settings.mel)
+    for notebook in NOTEBOOKS:
+        params = _parameters(notebook)
+        if any(k.startswith("mel_") for k in params):
+            assert {f"mel_{k}" for k in settings.mel} <= set(params), notebook.name
+
+
+def test_every_registered_name_is_accepted_everywhere(tmp_path):
+    for pooling in choices.POOLINGS:
+        Settings(pooling=pooling)
+        experiment.model_label("mlp", pooling, torch_model=True)
+    for model in choices.MODELS:
+        Settings(model=model)
+        experiment.model_label(model)
+    for feature_set in choices.FEATURE_SETS:
+        Settings(feature_set=feature_set)
+    for kind in datasets.DATASETS:
+        Settings(dataset=kind)
+    with pytest.raises(SettingsError, match="unknown pooling .attention.; valid: none"):
+        Settings(pooling="attention")
+    for pooling in choices.POOLINGS:  # a params file accepts it too
+        path = tmp_path / f"{pooling}.yaml"
+        path.write_text(f"defaults: {{pooling: {pooling}}}\nnotebooks: [{{notebook: 04_mil}}]\n")
+        grid.load_grid(path)
+
+
+def test_relative_notebook_paths_resolve_from_the_notebooks_folder(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1] / "notebooks")  # where JupyterLab starts the kernel
+    settings = Settings.for_notebook({"data_root": "data/demo", "cache_dir": "outputs/cache/demo",
+                                      "output_dir": "outputs/adhoc/05_matt", "In": [], "_": None})
+    root = paths.project_root()
+    assert settings.data_root == str(root / "data" / "demo")
+    assert settings.cache_dir == str(root / "outputs" / "cache" / "demo")
+    assert Settings.for_notebook({"data_root": "/abs/fma"}).data_root == "/abs/fma"
+
+
+def _collection_with_features(root: Path) -> None:
+    """A generic collection (not FMA's layout): 4 genres, albums of 2-5 tracks, one mixed-genre
+    test album, and a features.csv in FMA's 518-column layout with a genre signal."""
+    rng = np.random.default_rng(0)
+    genres, rows, track = ["ambient", "metal", "jazz", "folk"], [], 100
+    for split, albums_per_genre in [("training", 4), ("validation", 2), ("test", 2)]:
+        for g, genre in enumerate(genres):
+            for a in range(albums_per_genre if g < 2 else max(1, albums_per_genre // 2)):
+                album = 1000 * (1 + ["training", "validation", "test"].index(split)) + 10 * g + a
+                for _ in range(4 if g < 2 else 2 + a % 2):
+                    rows.append((track, album, album % 97, genre, split))
+                    track += 1
+    table = pd.DataFrame(rows, columns=["track_id", "album_id", "artist_id", "genre", "split"])
+    mixed = table.index[(table["split"] == "test") & (table["genre"] == "ambient")][:1]
+    table.loc[mixed, "genre"] = "jazz"  # a test album whose tracks disagree
+    datasets.write_collection(root, table)
+    centres = rng.normal(size=(len(genres), 518)) * 2
+    values = centres[table["genre"].map(genres.index)] + rng.normal(size=(len(table), 518))
+    fma.write_features(root / "features.csv", pd.DataFrame(values, index=table["track_id"]))
+
+
+@pytest.mark.slow
+def test_the_study_runs_on_a_generic_collection(tmp_path, torch_one_thread):
+    root = tmp_path / "collection"
+    _collection_with_features(root)
+    data = experiment.load_study_data(data_root=root, cache_dir=tmp_path / "cache", feature_set="mfcc+contrast")
+    assert data.classes == ["ambient", "metal", "folk", "jazz"]  # largest training genres first (ties by name)
+    test_bags = data.split("test").groupby("bag_id")["genre"].nunique()
+    assert test_bags.max() == 2  # the mixed album stays one bag
+    assert set(experiment.study_tail_sets(data.train_counts)) == {"<100", "<200"}
+    run_dir = tmp_path / "run"
+    baseline = experiment.run_baseline(data, model="lr", seed=0)
+    baseline.save(run_dir / "03_baselines" / "lr", notebook="03_baselines")
+    bag_model = experiment.run_bag_model(data, model="mlp", pooling="matt", epochs=3, hidden=(32,), seed=0,
+                                         device="cpu", patience=None)
+    bag_model.save(run_dir / "05_matt" / "mlp", notebook="05_matt")
+    frame = report.collect(run_dir)
+    assert {"LR", "LR+late", "MLP+MATT"} <= set(frame["label"])
+    assert frame.loc[frame["label"] == "LR", "accuracy"].iloc[0] > 0.5  # the genre signal is learnt
