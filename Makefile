@@ -12,7 +12,7 @@ PARAMS ?= params/demo.yaml
 JOBS   ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: study test venv clean-outputs chromium test-browser
+.PHONY: study test venv clean-outputs chromium test-browser lint
 
 venv: $(STAMP)
 
@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml
 study: $(STAMP)
 	$(BIN)/matt study $(if $(DATA),--data $(DATA)) --params $(PARAMS) --jobs $(JOBS)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-outputs:
 	rm -rf outputs/*/ 

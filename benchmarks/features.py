@@ -143,7 +143,12 @@ def run_one(kind: str, mode: str, jobs: int, clips: list[Path], out_npy: Path) -
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--audio-dir", type=Path, action="append", help="folder(s) of *.mp3 (default: test + shared clips)")
-    ap.add_argument("--repeat", type=int, default=None, help="passes over the clips (default: >= 60 clips for fma518, >= 200 for mel)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="passes over the clips (default: >= 60 clips for fma518, >= 200 for mel)",
+    )
     ap.add_argument("--kinds", nargs="+", default=["fma518", "mel"])
     ap.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "features.json")
@@ -189,7 +194,10 @@ def main(argv: list[str] | None = None) -> dict:
                 if kind == "fma518":
                     scale = np.nanmax(np.abs(plain), axis=0) + 1e-12  # per column
                     diff = float(np.nanmax(np.abs(ours - plain) / scale))
-                    equal = bool(np.allclose(ours, plain, rtol=1e-4, atol=1e-5 * scale.max(), equal_nan=True)) and diff < 1e-4
+                    equal = (
+                        bool(np.allclose(ours, plain, rtol=1e-4, atol=1e-5 * scale.max(), equal_nan=True))
+                        and diff < 1e-4
+                    )
                     checks[f"{kind}_jobs{jobs}"] = dict(max_rel_diff_vs_column_scale=float(diff), equal=equal)
                 else:
                     diff = float(np.abs(ours - plain).max())

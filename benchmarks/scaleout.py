@@ -48,15 +48,23 @@ def one_cell(kind: str, epochs: int) -> dict:
     from mattlib.study import experiment
 
     start = time.perf_counter()
-    data = experiment.load_study_data(data_root=DATA, subset="medium", cache_dir=OUT / "cache",
-                                      feature_set="all")
+    data = experiment.load_study_data(data_root=DATA, subset="medium", cache_dir=OUT / "cache", feature_set="all")
     loaded = time.perf_counter()
     if kind in ("lr", "knn", "svm", "mlp"):
         result = experiment.run_baseline(data, model=kind, seed=0)
     else:
         pooling = kind.split("_")[1]
-        result = experiment.run_bag_model(data, model="mlp", pooling=pooling, epochs=epochs, patience=None,
-                                          device="cpu", seed=0, progress=False, hidden=(512, 256))
+        result = experiment.run_bag_model(
+            data,
+            model="mlp",
+            pooling=pooling,
+            epochs=epochs,
+            patience=None,
+            device="cpu",
+            seed=0,
+            progress=False,
+            hidden=(512, 256),
+        )
     done = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     metrics = result.results[0].metrics
@@ -98,20 +106,33 @@ def grid_times(n_cells: int) -> dict:
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in (("local", ["--jobs", "2"]), ("ray", ["--executor", "ray"])):
-            spec = {"run": f"scaleout-{name}", "output_root": str(Path(tmp) / "runs"),
-                    "defaults": {"data_root": str(DATA), "cache_dir": str(OUT / "cache")},
-                    "notebooks": [{"notebook": "03_baselines", "grid": {"feature_set": sets, "model": ["lr"]}}]}
+            spec = {
+                "run": f"scaleout-{name}",
+                "output_root": str(Path(tmp) / "runs"),
+                "defaults": {"data_root": str(DATA), "cache_dir": str(OUT / "cache")},
+                "notebooks": [{"notebook": "03_baselines", "grid": {"feature_set": sets, "model": ["lr"]}}],
+            }
             path = Path(tmp) / f"{name}.yaml"
             path.write_text(yaml.safe_dump(spec))
             start = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "mattlib.cli", "run", str(path), *extra],
-                                 capture_output=True, text=True, cwd=REPO, check=False)
+            out = subprocess.run(
+                [sys.executable, "-m", "mattlib.cli", "run", str(path), *extra],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=False,
+            )
             times[name] = round(time.perf_counter() - start, 1)
             if out.returncode != 0:
                 raise RuntimeError(f"grid on {name} failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
             print(name, times[name], "s", flush=True)
-    return {"cells": len(sets), "cell": "03_baselines LR (papermill)", "local_jobs2_s": times["local"],
-            "ray_2cpus_s": times["ray"], "ray_over_local": round(times["ray"] / times["local"], 2)}
+    return {
+        "cells": len(sets),
+        "cell": "03_baselines LR (papermill)",
+        "local_jobs2_s": times["local"],
+        "ray_2cpus_s": times["ray"],
+        "ray_over_local": round(times["ray"] / times["local"], 2),
+    }
 
 
 def extraction(clips: list[Path]) -> dict:
@@ -129,11 +150,14 @@ def extraction(clips: list[Path]) -> dict:
         figures["local_1job_s_per_clip"] = round((time.perf_counter() - start) / len(paths), 2)
         with executors.RayExecutor(num_cpus=2) as executor:
             start = time.perf_counter()
-            features.extract(paths, kind="fma518", out=Path(tmp) / "ray", progress=False, chunk_size=1,
-                             executor=executor)
+            features.extract(
+                paths, kind="fma518", out=Path(tmp) / "ray", progress=False, chunk_size=1, executor=executor
+            )
             figures["ray_2cpus_wall_s"] = round(time.perf_counter() - start, 2)
-        a, b = (pd.read_csv(Path(tmp) / k / "fma518" / "features.csv", index_col=0, header=[0, 1, 2])
-                for k in ("local", "ray"))
+        a, b = (
+            pd.read_csv(Path(tmp) / k / "fma518" / "features.csv", index_col=0, header=[0, 1, 2])
+            for k in ("local", "ray")
+        )
         figures["ray_equals_local"] = bool(a.equals(b))
     return figures
 
@@ -164,8 +188,7 @@ def projection(cells: list[dict], extract: dict, *, epochs: int) -> dict:
         "table1_cpu_hours": round(total / 3600, 2),
         "table1_hours_on": {f"{n}x{m}": round(max(total / (n * m), longest) / 3600, 2) for n, m in shapes},
         "fma_large_518_cpu_hours": round(FMA_LARGE_TRACKS * clip_s / 3600, 1),
-        "fma_large_518_hours_on": {f"{n}x{m}": round(FMA_LARGE_TRACKS * clip_s / (n * m) / 3600, 2)
-                                   for n, m in shapes},
+        "fma_large_518_hours_on": {f"{n}x{m}": round(FMA_LARGE_TRACKS * clip_s / (n * m) / 3600, 2) for n, m in shapes},
     }
 
 
@@ -189,8 +212,12 @@ def main() -> None:
     grid = grid_times(args.grid_cells)
     extract = extraction(sorted((REPO / "tests" / "data" / "fma_small").rglob("*.mp3")))
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_end": [round(x, 1) for x in os.getloadavg()]},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+        },
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "dataset": {"root": str(DATA.relative_to(REPO)), "tracks": 25_000, "generate_s": generated},
         "cells": cells,

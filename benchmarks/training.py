@@ -123,8 +123,7 @@ def bench(
         out["peak_cuda_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     print(
         f"{name:22s} {str(device):6s} {sec:8.3f} s/step  {bags / sec:8.1f} bags/s  "
-        f"rss {out['peak_rss_mib']:.0f} MiB"
-        + (f"  cuda {out['peak_cuda_allocated_mib']:.0f} MiB" if cuda else ""),
+        f"rss {out['peak_rss_mib']:.0f} MiB" + (f"  cuda {out['peak_cuda_allocated_mib']:.0f} MiB" if cuda else ""),
         flush=True,
     )
     return out
@@ -132,8 +131,9 @@ def bench(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CPU, then CUDA when available")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, then CUDA when available"
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--quick", action="store_true", help="fewer timed steps")
     parser.add_argument("--skip-cpu-paper", action="store_true", help="skip the slow CPU paper-size CRNN")
@@ -151,23 +151,89 @@ def main(argv: list[str] | None = None) -> int:
     demo = {"widths": (16, 32, 32, 32)}
     if run_cpu:
         cpu = torch.device("cpu")
-        results.append(bench(name="mlp_matt", encoder="mlp", input_shape=(518,), enc_kw={"hidden": (256,)},
-                             bags=16, instances=4, steps=20 if q else 100, warmup=3, device=cpu))
-        results.append(bench(name="crnn_matt_demo", encoder="crnn", input_shape=(96, 469), enc_kw=demo,
-                             bags=16, instances=4, steps=2 if q else 5, warmup=1, device=cpu))
-        results.append(bench(name="crnn_tf_matt_demo", encoder="crnn_tf", input_shape=(96, 469), enc_kw=demo,
-                             bags=16, instances=4, steps=2 if q else 5, warmup=1, device=cpu))
+        results.append(
+            bench(
+                name="mlp_matt",
+                encoder="mlp",
+                input_shape=(518,),
+                enc_kw={"hidden": (256,)},
+                bags=16,
+                instances=4,
+                steps=20 if q else 100,
+                warmup=3,
+                device=cpu,
+            )
+        )
+        results.append(
+            bench(
+                name="crnn_matt_demo",
+                encoder="crnn",
+                input_shape=(96, 469),
+                enc_kw=demo,
+                bags=16,
+                instances=4,
+                steps=2 if q else 5,
+                warmup=1,
+                device=cpu,
+            )
+        )
+        results.append(
+            bench(
+                name="crnn_tf_matt_demo",
+                encoder="crnn_tf",
+                input_shape=(96, 469),
+                enc_kw=demo,
+                bags=16,
+                instances=4,
+                steps=2 if q else 5,
+                warmup=1,
+                device=cpu,
+            )
+        )
         if not args.skip_cpu_paper:
-            results.append(bench(name="crnn_matt_paper", encoder="crnn", input_shape=(96, 1360), enc_kw={},
-                                 bags=4, instances=4, steps=1 if q else 2, warmup=1, device=cpu))
+            results.append(
+                bench(
+                    name="crnn_matt_paper",
+                    encoder="crnn",
+                    input_shape=(96, 1360),
+                    enc_kw={},
+                    bags=4,
+                    instances=4,
+                    steps=1 if q else 2,
+                    warmup=1,
+                    device=cpu,
+                )
+            )
     if run_cuda:
         gpu = torch.device("cuda")
         torch.backends.cudnn.benchmark = True
-        results.append(bench(name="mlp_matt", encoder="mlp", input_shape=(518,), enc_kw={"hidden": (256,)},
-                             bags=16, instances=4, steps=50 if q else 200, warmup=10, device=gpu))
+        results.append(
+            bench(
+                name="mlp_matt",
+                encoder="mlp",
+                input_shape=(518,),
+                enc_kw={"hidden": (256,)},
+                bags=16,
+                instances=4,
+                steps=50 if q else 200,
+                warmup=10,
+                device=gpu,
+            )
+        )
         for enc in ("crnn", "crnn_tf"):
-            results.append(bench(name=f"{enc}_matt_paper", encoder=enc, input_shape=(96, 1360), enc_kw={},
-                                 bags=16, instances=4, steps=10 if q else 30, warmup=3, device=gpu))
+            results.append(
+                bench(
+                    name=f"{enc}_matt_paper",
+                    encoder=enc,
+                    input_shape=(96, 1360),
+                    enc_kw={},
+                    bags=16,
+                    instances=4,
+                    steps=10 if q else 30,
+                    warmup=3,
+                    device=gpu,
+                )
+            )
 
     report = {
         "benchmark": "training step (forward + backward + AdamW) of encoder + MATT, random bags",

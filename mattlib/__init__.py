@@ -1,9 +1,12 @@
 """mattlib: the MATT study (multiple-instance attention for long-tail music genre classification).
 
-Modules follow the study's data flow: ``fma`` (loaders) -> ``features`` (518 statistics, log-mel)
--> ``bags`` (album-artist bags) -> ``encoders`` + ``mil`` (MATT and other poolings) -> ``train``
--> ``metrics`` -> ``report``; ``grid`` runs the notebooks with papermill, ``widgets`` explores
-attention.
+Sub-packages follow the study's data flow, each importing only the ones before it::
+
+    data -> features -> models -> training -> evaluation -> study -> views
+
+``pipeline`` (``matt study``) and ``cli`` drive every stage; ``paths``, ``locks``, ``provenance``
+and ``executors`` are shared infrastructure (project-root paths, one writer per folder, code
+digests, local or Ray execution).
 """
 
 __version__ = "0.1.0"

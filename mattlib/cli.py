@@ -45,8 +45,10 @@ def _demo_data(args: argparse.Namespace) -> int:
     if args.fma_medium_features:
         if args.tracks is not None or args.seconds is not None:
             raise ValueError("--fma-medium-features has FMA medium's size and no audio: drop --tracks/--seconds")
-        print(f"FMA-medium-shaped metadata and features.csv written to "
-              f"{demo.generate_fma_medium_features(args.out, seed=args.seed)}")
+        print(
+            f"FMA-medium-shaped metadata and features.csv written to "
+            f"{demo.generate_fma_medium_features(args.out, seed=args.seed)}"
+        )
         return 0
     kwargs = {"seed": args.seed}
     if args.tracks is not None:
@@ -69,13 +71,24 @@ def _features(args: argparse.Namespace) -> int:
     with executors.open_executor(args.executor, address=args.address) as executor:
         if args.audio_dir is not None:
             report = features.extract_audio_dir(
-                args.audio_dir, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
-                repair=args.repair, executor=executor,
+                args.audio_dir,
+                kind=args.kind,
+                out=args.out,
+                jobs=args.jobs,
+                settings=settings,
+                repair=args.repair,
+                executor=executor,
             )
         else:
             report = features.extract_subset(
-                args.root, subset=args.subset, kind=args.kind, out=args.out, jobs=args.jobs, settings=settings,
-                repair=args.repair, executor=executor,
+                args.root,
+                subset=args.subset,
+                kind=args.kind,
+                out=args.out,
+                jobs=args.jobs,
+                settings=settings,
+                repair=args.repair,
+                executor=executor,
             )
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
@@ -92,8 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
-        summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout,
-                                executor=executor)
+        summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout, executor=executor)
     print(summary.describe())
     if summary.interrupted:
         return _INTERRUPT_STATUS[summary.interrupted]
@@ -111,8 +123,9 @@ def _report(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     from mattlib import pipeline
 
-    index, ok = pipeline.run_study(params=args.params, data_root=args.data, jobs=args.jobs, force=args.force,
-                                   cell_timeout=args.cell_timeout)
+    index, ok = pipeline.run_study(
+        params=args.params, data_root=args.data, jobs=args.jobs, force=args.force, cell_timeout=args.cell_timeout
+    )
     print(f"\nreport: {index}")
     return 0 if ok else 1
 
@@ -135,10 +148,18 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _executor_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="where the work runs: local processes (default) or Ray tasks")
-    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
-                   help="join this Ray cluster (default with --executor ray: start Ray on this machine)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the work runs: local processes (default) or Ray tasks",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="RAY_ADDRESS",
+        help="join this Ray cluster (default with --executor ray: start Ray on this machine)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", type=int, default=None, help="number of tracks")
     p.add_argument("--seconds", type=float, default=None, help="clip duration (s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fma-medium-features", action="store_true",
-                   help="FMA medium's shape (25,000 tracks) with a 518-column features.csv, no audio")
+    p.add_argument(
+        "--fma-medium-features",
+        action="store_true",
+        help="FMA medium's shape (25,000 tracks) with a 518-column features.csv, no audio",
+    )
     p.set_defaults(func=_demo_data)
 
     p = sub.add_parser("features", help="extract FMA's 518 statistics or the log-mel")
@@ -161,9 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=["fma518", "mel"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--repair", action="store_true",
-                   help="re-extract what no longer matches the cache's manifest (damaged or cut files)")
-    for name, typ in [("sr", int), ("seconds", float), ("n_mels", int), ("hop_length", int), ("n_fft", int), ("crop", str)]:
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-extract what no longer matches the cache's manifest (damaged or cut files)",
+    )
+    for name, typ in [
+        ("sr", int),
+        ("seconds", float),
+        ("n_mels", int),
+        ("hop_length", int),
+        ("n_fft", int),
+        ("crop", str),
+    ]:
         p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
     _executor_arguments(p)
     p.set_defaults(func=_features)
@@ -173,8 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--force", action="store_true", help="re-run cells that already finished")
     p.add_argument("--data", type=Path, default=None, help="override data_root")
-    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
-                   help="fail a notebook cell that runs longer than this")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a notebook cell that runs longer than this",
+    )
     _executor_arguments(p)
     p.set_defaults(func=_run)
 
@@ -187,8 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, default=Path("params/demo.yaml"))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
-    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
-                   help="fail a notebook cell that runs longer than this")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a notebook cell that runs longer than this",
+    )
     p.set_defaults(func=_study)
 
     p = sub.add_parser("lab", help="JupyterLab at the project root with this environment's kernel")
@@ -207,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt as interrupt:
         name = getattr(interrupt, "signame", "SIGINT")
-        print(f"matt {args.command}: interrupted by {name}; finished work is kept, run the same "
-              "command again to continue", file=sys.stderr)
+        print(
+            f"matt {args.command}: interrupted by {name}; finished work is kept, run the same "
+            "command again to continue",
+            file=sys.stderr,
+        )
         return _INTERRUPT_STATUS[name]
     except OSError as err:
         print(f"matt {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)

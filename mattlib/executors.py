@@ -101,15 +101,21 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:  # noqa: PYI034 (typing.Self needs Python 3.11)
         ray = self._ray
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"address": self.address, "include_dashboard": False,
-                                      "logging_level": "WARNING", "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "address": self.address,
+                "include_dashboard": False,
+                "logging_level": "WARNING",
+                "log_to_driver": False,
+            }
             if self.address is None:
                 kwargs["num_cpus"] = self.num_cpus
             try:
                 ray.init(**kwargs)
             except ConnectionError as err:
-                raise ExecutorError(f"cannot join the Ray cluster at {self.address}: {err}; "
-                                    "start one with `ray start --head` or omit --address") from None
+                raise ExecutorError(
+                    f"cannot join the Ray cluster at {self.address}: {err}; "
+                    "start one with `ray start --head` or omit --address"
+                ) from None
             self._owned = True
         self._task = ray.remote(_call_in)
         return self

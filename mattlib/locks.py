@@ -79,8 +79,8 @@ def folder_lock(folder: str | Path, *, what: str = "folder", wait: float = 0.0) 
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
                     raise FolderLocked(
-                        f"{what} {folder} is in use by {holder}; wait for it to finish "
-                        f"(or stop it) and run again") from None
+                        f"{what} {folder} is in use by {holder}; wait for it to finish (or stop it) and run again"
+                    ) from None
                 time.sleep(0.2)
         started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         handle.seek(0)

@@ -42,8 +42,9 @@ def run_study(
             continue
         mel = features.MelSettings(**settings.mel) if kind == "mel" else None
         print(f"features: {kind} -> {cache}")
-        extraction = features.extract(dataset.audio_paths(subset=settings.subset), kind=kind, out=cache,
-                                      jobs=jobs, settings=mel)
+        extraction = features.extract(
+            dataset.audio_paths(subset=settings.subset), kind=kind, out=cache, jobs=jobs, settings=mel
+        )
         print(f"  {extraction}")
     summary = grid.run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
     print(summary.describe())

@@ -30,14 +30,15 @@ def tiny_study(tmp_path_factory):
 
     Returns a dict with ``data_root``, ``cache_dir`` and the ``mel`` settings used.
     """
-    from mattlib.data import demo
     from mattlib import features
+    from mattlib.data import demo
 
     base = tmp_path_factory.mktemp("tiny_study")
     root = demo.generate_demo(base / "demo", n_tracks=112, seconds=2.0, seed=3, jobs=2, progress=False)
     cache = base / "cache"
     mel = {"sr": 12000, "seconds": 2.0, "n_mels": 96, "hop_length": 256, "n_fft": 512}
     features.extract_subset(root, subset="medium", kind="fma518", out=cache, jobs=2, progress=False)
-    features.extract_subset(root, subset="medium", kind="mel", out=cache, jobs=2, progress=False,
-                            settings=features.MelSettings(**mel))
+    features.extract_subset(
+        root, subset="medium", kind="mel", out=cache, jobs=2, progress=False, settings=features.MelSettings(**mel)
+    )
     return {"data_root": root, "cache_dir": cache, "mel": mel, "base": base}

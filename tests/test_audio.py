@@ -29,6 +29,7 @@ def test_native_rate_mono_and_stereo():
 
 def test_resampling_matches_librosa_load():
     import librosa
+
     y, sr = load_audio(CLIP5, sr=12000)
     ref, _ = librosa.load(CLIP5, sr=12000)
     assert sr == 12000 and y.shape == ref.shape == (360033,)

@@ -105,7 +105,10 @@ def test_real_fma_bags_have_no_leakage(fma_root):
     bags.assert_no_leakage(m)
     audit = bags.audit_bags(m)
     summary = audit["summary"]
-    assert summary.loc["training", "n_tracks"] + summary.loc["validation", "n_tracks"] + summary.loc["test", "n_tracks"] == 194
+    assert (
+        summary.loc["training", "n_tracks"] + summary.loc["validation", "n_tracks"] + summary.loc["test", "n_tracks"]
+        == 194
+    )
     assert summary.loc["training", "mean_purity"] == 1.0
     # AWOL's album "AWOL - A Way Of Life" in fma_medium: tracks 2, 3, 5 and 134
     awol = m[m["bag_id"] == m.set_index("track_id").loc[2, "bag_id"]]
@@ -126,17 +129,18 @@ def test_singletons_and_train_counts():
 
 def test_validation_bags_are_built_like_test_bags():
     """Model selection must see the test's bags: (album, artist) only, mixed labels kept."""
-    tracks = flat([(1, 40, 4, "validation", "Rock"), (2, 40, 4, "validation", "Rock"),
-                   (3, 40, 4, "validation", "Pop")])
+    tracks = flat([(1, 40, 4, "validation", "Rock"), (2, 40, 4, "validation", "Rock"), (3, 40, 4, "validation", "Pop")])
     m = bags.make_bags(tracks)
     assert m["bag_id"].nunique() == 1
     assert m["bag_genre"].tolist() == ["Rock"] * 3 and m["genre"].tolist() == ["Rock", "Rock", "Pop"]
 
 
 def test_only_training_bags_are_chunked_and_no_track_is_dropped():
-    tracks = flat([(i, 1, 1, "training", "Rock") for i in range(10)]
-                  + [(100 + i, 2, 2, "validation", "Pop") for i in range(10)]
-                  + [(200 + i, 3, 3, "test", "Jazz") for i in range(10)])
+    tracks = flat(
+        [(i, 1, 1, "training", "Rock") for i in range(10)]
+        + [(100 + i, 2, 2, "validation", "Pop") for i in range(10)]
+        + [(200 + i, 3, 3, "test", "Jazz") for i in range(10)]
+    )
     m = bags.make_bags(tracks, max_size=4)
     sizes = bags.bag_table(m).groupby("split")["size"].apply(sorted).to_dict()
     assert sizes == {"training": [3, 3, 4], "validation": [10], "test": [10]}

@@ -26,29 +26,54 @@ ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "outputs" / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
-    pytest.skip("chromium not found: install it with `sudo apt-get install chromium` (`make test` does "
-                "so where apt-get is available)", allow_module_level=True)
+    pytest.skip(
+        "chromium not found: install it with `sudo apt-get install chromium` (`make test` does "
+        "so where apt-get is available)",
+        allow_module_level=True,
+    )
 
-TINY = {"epochs": 3, "patience": 3, "hidden": [32], "batch_size": 8, "feature_set": "all", "model": "mlp",
-        "pooling": "matt"}
+TINY = {
+    "epochs": 3,
+    "patience": 3,
+    "hidden": [32],
+    "batch_size": 8,
+    "feature_set": "all",
+    "model": "mlp",
+    "pooling": "matt",
+}
 EXPLORER = ".widget-vbox:has(.widget-toggle-buttons)"
 
 
 @pytest.fixture(scope="module")
 def params(tiny_study) -> dict:
     mel = tiny_study["mel"]
-    return {"data_root": str(tiny_study["data_root"]), "cache_dir": str(tiny_study["cache_dir"]),
-            "mel_sr": mel["sr"], "mel_seconds": mel["seconds"], "mel_n_mels": mel["n_mels"],
-            "mel_hop_length": mel["hop_length"], "mel_n_fft": mel["n_fft"], **TINY}
+    return {
+        "data_root": str(tiny_study["data_root"]),
+        "cache_dir": str(tiny_study["cache_dir"]),
+        "mel_sr": mel["sr"],
+        "mel_seconds": mel["seconds"],
+        "mel_n_mels": mel["n_mels"],
+        "mel_hop_length": mel["hop_length"],
+        "mel_n_fft": mel["n_fft"],
+        **TINY,
+    }
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
@@ -63,11 +88,23 @@ def lab(tmp_path_factory):
     token = secrets.token_hex(16)
     settings = root.parent / f"{root.name}-settings"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-         f"--LabApp.workspaces_dir={settings}"],
-        stdout=subprocess.DEVNULL, stderr=(root.parent / f"{root.name}-lab.log").open("w"))
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={settings}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root.parent / f"{root.name}-lab.log").open("w"),
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -103,7 +140,9 @@ def plot_state(page, index: int) -> dict:
         """([sel, i]) => { const el = document.querySelectorAll(sel + ' .js-plotly-plot')[i];
         return {title: el.layout.title.text, y: el._fullData.map(t => Array.from(t.y || [])),
                 heatmaps: el.querySelectorAll('.heatmaplayer image').length,
-                bars: el.querySelectorAll('.barlayer .point').length}; }""", [EXPLORER, index])
+                bars: el.querySelectorAll('.barlayer .point').length}; }""",
+        [EXPLORER, index],
+    )
 
 
 def selected(select) -> str:
@@ -114,7 +153,10 @@ def wait_title(page, index: int, old: str) -> None:
     """Wait until the ``index``-th explorer figure shows a title other than ``old``."""
     page.wait_for_function(
         "([sel, i, t]) => { const el = document.querySelectorAll(sel + ' .js-plotly-plot')[i];"
-        " return el && el.layout && el.layout.title.text != t; }", arg=[EXPLORER, index, old], timeout=20_000)
+        " return el && el.layout && el.layout.title.text != t; }",
+        arg=[EXPLORER, index, old],
+        timeout=20_000,
+    )
 
 
 def open_lab(browser, lab, name: str):
@@ -133,8 +175,11 @@ def open_lab(browser, lab, name: str):
 
 def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser, lab, params):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with_parameters(ROOT / "notebooks" / "05_matt.ipynb", lab["root"] / "05_matt.ipynb",
-                    {**params, "output_dir": str(lab["root"] / "run")})
+    with_parameters(
+        ROOT / "notebooks" / "05_matt.ipynb",
+        lab["root"] / "05_matt.ipynb",
+        {**params, "output_dir": str(lab["root"] / "run")},
+    )
     page = open_lab(browser, lab, "05_matt.ipynb")
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
@@ -144,8 +189,9 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
     page.get_by_text("metrics.json").wait_for(timeout=120_000)
     page.locator(EXPLORER).first.scroll_into_view_if_needed()
     page.wait_for_selector(f"{EXPLORER} .js-plotly-plot .barlayer .point", timeout=30_000)
-    page.wait_for_function("sel => document.querySelectorAll(sel + ' .js-plotly-plot').length == 2",
-                           arg=EXPLORER, timeout=30_000)
+    page.wait_for_function(
+        "sel => document.querySelectorAll(sel + ' .js-plotly-plot').length == 2", arg=EXPLORER, timeout=30_000
+    )
     page.screenshot(path=str(SHOTS / "explorer_first.png"))
     first, first_mel = plot_state(page, 0), plot_state(page, 1)
     assert first["bars"] > 0 and first["title"].startswith("bag ")
@@ -159,9 +205,14 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
     page.wait_for_function(
         "s => s.options.length > 0 && Array.from(s.options).every(o => {"
         " const [t, p] = o.text.split('·').pop().split('→').map(x => x.trim()); return t != p; })",
-        arg=bag.element_handle(), timeout=20_000)
-    page.wait_for_function("sel => document.querySelector(sel + ' .js-plotly-plot').layout.title.text"
-                           ".endsWith('(wrong)')", arg=EXPLORER, timeout=20_000)
+        arg=bag.element_handle(),
+        timeout=20_000,
+    )
+    page.wait_for_function(
+        "sel => document.querySelector(sel + ' .js-plotly-plot').layout.title.text.endsWith('(wrong)')",
+        arg=EXPLORER,
+        timeout=20_000,
+    )
     options = bag.locator("option").all_inner_texts()
 
     # another bag: the largest wrong one other than the first shown, so that it has bars to click
@@ -196,9 +247,12 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
 def executed_run(params, tmp_path_factory) -> Path:
     """05_matt run by the grid (papermill in its own process, as `matt run` does), and its report."""
     base = tmp_path_factory.mktemp("browser_run")
-    spec = {"run": "browser", "output_root": str(base),
-            "defaults": {k: v for k, v in params.items() if k not in ("feature_set", "model", "pooling")},
-            "notebooks": [{"notebook": "05_matt", "params": {k: params[k] for k in ("feature_set", "model", "pooling")}}]}
+    spec = {
+        "run": "browser",
+        "output_root": str(base),
+        "defaults": {k: v for k, v in params.items() if k not in ("feature_set", "model", "pooling")},
+        "notebooks": [{"notebook": "05_matt", "params": {k: params[k] for k in ("feature_set", "model", "pooling")}}],
+    }
     (base / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     summary = grid.run_grid(base / "grid.yaml", jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
@@ -215,17 +269,23 @@ def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_ru
     for path in pages:
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         errors, outside = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:")) else outside.append(r.url))
+        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.on(
+            "request",
+            lambda r, outside=outside: None if r.url.startswith(("file:", "data:", "blob:")) else outside.append(r.url),
+        )
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
         n_figures = page.locator(".plotly-graph-div").count()
         assert n_figures >= 2, path.name
         # every figure drawn: plotly.js has filled its SVG with traces
-        page.wait_for_function("n => Array.from(document.querySelectorAll('.plotly-graph-div'))"
-                               ".filter(d => d.querySelectorAll('svg.main-svg *').length > 0).length == n",
-                               arg=n_figures, timeout=30_000)
+        page.wait_for_function(
+            "n => Array.from(document.querySelectorAll('.plotly-graph-div'))"
+            ".filter(d => d.querySelectorAll('svg.main-svg *').length > 0).length == n",
+            arg=n_figures,
+            timeout=30_000,
+        )
         if path.parent.name == "notebooks":
             # the formulas of 05's introduction typeset by the shipped MathJax (no raw TeX left)
             page.wait_for_selector("mjx-container svg", timeout=30_000)

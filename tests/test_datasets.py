@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mattlib.data import bags, datasets
 from mattlib import paths
+from mattlib.data import bags, datasets
 from mattlib.data.datasets import DatasetError
 
 DATA = Path(__file__).parent / "data"

@@ -32,8 +32,7 @@ def _mp3(root: Path, track_id: int) -> Path:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "fma"
-    return demo.generate_demo(out, n_tracks=N_TRACKS, seconds=SECONDS, seed=SEED, sr=SR,
-                              jobs=2, progress=False)
+    return demo.generate_demo(out, n_tracks=N_TRACKS, seconds=SECONDS, seed=SEED, sr=SR, jobs=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +47,17 @@ def manifest(root) -> pd.DataFrame:
 
 # ---- layout and format -------------------------------------------------------------------------
 
+
 def test_layout_and_marker(root, manifest):
     assert demo.is_demo_root(root)
     assert not root.with_name(root.name + ".partial").exists()
-    for name in ("fma_metadata/tracks.csv", "fma_metadata/genres.csv", "README.md",
-                 "demo_manifest.csv", demo.DEMO_MARKER):
+    for name in (
+        "fma_metadata/tracks.csv",
+        "fma_metadata/genres.csv",
+        "README.md",
+        "demo_manifest.csv",
+        demo.DEMO_MARKER,
+    ):
         assert (root / name).is_file(), name
     mp3s = sorted((root / f"fma_{demo.DEMO_SUBSET}").glob("*/*.mp3"))
     assert len(mp3s) == N_TRACKS == len(manifest)
@@ -94,12 +99,20 @@ def test_genre_columns_use_real_fma_ids(root, tracks):
     assert set(tracks[("set", "subset")]) == {"small", "medium"}
     small = tracks[tracks[("set", "subset")] == "small"]
     assert set(small[("track", "genre_top")]) == {
-        "Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop",
-        "Rock"}
+        "Electronic",
+        "Experimental",
+        "Folk",
+        "Hip-Hop",
+        "Instrumental",
+        "International",
+        "Pop",
+        "Rock",
+    }
 
 
 def test_fma_loader_reads_demo(root):
     from mattlib.data import fma
+
     loaded = fma.load_tracks(root)
     assert len(loaded) == N_TRACKS
     assert loaded[("set", "subset")].cat.ordered
@@ -112,9 +125,9 @@ def test_fma_loader_reads_demo(root):
 
 # ---- proportions, splits, bags -------------------------------------------------------------
 
+
 def test_long_tail_proportions(tracks):
-    counts = tracks.groupby([("track", "genre_top"), ("set", "split")]).size().unstack(
-        fill_value=0)
+    counts = tracks.groupby([("track", "genre_top"), ("set", "split")]).size().unstack(fill_value=0)
     counts = counts.reindex(index=GENRES, columns=SPLITS, fill_value=0)
     assert (counts >= 2).all().all(), counts  # every genre in every split, >= 2 test tracks
     training = counts["training"].to_numpy()
@@ -145,8 +158,7 @@ def test_splits_are_artist_disjoint_and_albums_nested(tracks):
     sizes = album.value_counts()
     assert sizes.max() <= 8 and sizes.max() >= 4 and (sizes == 1).any()
     assert album.groupby(artist).nunique().max() >= 2  # several albums per artist
-    assert tracks[("track", "number")].groupby(album).apply(
-        lambda n: sorted(n) == list(range(1, len(n) + 1))).all()
+    assert tracks[("track", "number")].groupby(album).apply(lambda n: sorted(n) == list(range(1, len(n) + 1))).all()
 
 
 def test_manifest_agrees_with_tracks(tracks, manifest):
@@ -159,6 +171,7 @@ def test_manifest_agrees_with_tracks(tracks, manifest):
 
 
 # ---- audio ---------------------------------------------------------------------------------
+
 
 def test_faulty_clips(root, manifest):
     fault = manifest.set_index("fault")["track_id"]
@@ -189,6 +202,7 @@ def test_clips_decode_to_the_clip_length(root, manifest):
         assert abs(len(y) - SECONDS * SR) <= 1152, (track_id, len(y))
         assert 0.01 < np.sqrt(np.mean(y**2)) and np.abs(y).max() <= 1.0
     import librosa
+
     y, sr = librosa.load(_mp3(root, picks.iloc[0]), sr=None, mono=True)
     assert sr == SR and abs(len(y) - SECONDS * SR) <= 1152
 
@@ -197,6 +211,7 @@ def test_genres_are_audibly_different(root, manifest):
     """MFCC statistics + an RBF SVM beat chance (1/16) threefold on held-out artists."""
     import librosa
     from sklearn import preprocessing, svm
+
     ok = manifest[manifest["fault"] == ""]
     features = []
     for track_id in ok["track_id"]:
@@ -214,6 +229,7 @@ def test_genres_are_audibly_different(root, manifest):
 
 # ---- determinism, atomicity, validation ----------------------------------------------------
 
+
 def test_same_seed_same_bytes(root, tmp_path):
     # tracks.csv: the plan drawn again from the same seed gives the same bytes; another seed not.
     written = (root / "fma_metadata" / "tracks.csv").read_bytes()
@@ -228,8 +244,7 @@ def test_same_seed_same_bytes(root, tmp_path):
         demo._render_task(task)
         tid = f"{task['track_id']:06d}"
         mine = (tmp_path / tid[:3] / f"{tid}.mp3").read_bytes()
-        assert hashlib.sha256(mine).digest() == hashlib.sha256(
-            _mp3(root, task["track_id"]).read_bytes()).digest()
+        assert hashlib.sha256(mine).digest() == hashlib.sha256(_mp3(root, task["track_id"]).read_bytes()).digest()
 
 
 def test_rerun_is_a_noop_and_incomplete_root_regenerates(root, tmp_path):
@@ -259,10 +274,19 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path):
     assert not demo.is_demo_root(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"n_tracks": 50}, {"n_tracks": 200.5}, {"seconds": 0.0}, {"seconds": "10"},
-    {"sr": 12345}, {"jobs": 0}, {"seed": -1}, {"n_tracks": True},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_tracks": 50},
+        {"n_tracks": 200.5},
+        {"seconds": 0.0},
+        {"seconds": "10"},
+        {"sr": 12345},
+        {"jobs": 0},
+        {"seed": -1},
+        {"n_tracks": True},
+    ],
+)
 def test_invalid_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         demo.generate_demo(tmp_path / "x", progress=False, **kwargs)

@@ -64,9 +64,7 @@ TOLERANCES = {
 def group_ok(group: str, a: pd.Series, b: pd.Series) -> bool:
     loc, mn, shape = TOLERANCES[group]
     e = stat_errors(a, b)
-    return (
-        max(e[s] for s in LOCATION) < loc and e["min"] < mn and max(e["skew"], e["kurtosis"]) < shape
-    )
+    return max(e[s] for s in LOCATION) < loc and e["min"] < mn and max(e["skew"], e["kurtosis"]) < shape
 
 
 # --- the 518 columns ------------------------------------------------------------------------
@@ -102,6 +100,7 @@ def test_values_close_to_fma_reference(reference, ours, tid):
 
 def test_tolerances_catch_swapped_statistics_and_wrong_hop(reference, ours):
     import librosa
+
     s, ref = ours[2], reference.loc["000002-30"]
     for group in TOLERANCES:
         swapped = s[group].copy()
@@ -136,6 +135,7 @@ def test_summary_statistics_match_numpy_scipy():
 
 def test_fast_helpers_equal_librosa():
     import librosa
+
     y, sr = load_audio(CLIP140, sr=None)
     S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512, pad_mode="reflect"))
     S[:, 5] = 0.0  # a silent frame
@@ -144,7 +144,9 @@ def test_fast_helpers_equal_librosa():
     np.testing.assert_allclose(b, librosa.feature.spectral_bandwidth(S=S), rtol=1e-5, atol=1e-2)
     np.testing.assert_array_equal(r, librosa.feature.spectral_rolloff(S=S))
     S0 = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
-    assert feature_stats._estimate_tuning(S0, sr=sr, n_fft=2048) == librosa.estimate_tuning(y=y, sr=sr, bins_per_octave=12)
+    assert feature_stats._estimate_tuning(S0, sr=sr, n_fft=2048) == librosa.estimate_tuning(
+        y=y, sr=sr, bins_per_octave=12
+    )
     P = S * S
     assert feature_stats._estimate_tuning(P, sr=22050, n_fft=2048) == librosa.estimate_tuning(S=P, sr=22050, n_fft=2048)
 
@@ -206,6 +208,7 @@ def test_mel_shape_and_values_paper_settings():
 
 def test_torch_mel_equals_librosa():
     import torch
+
     s = F.MelSettings()
     ys = np.stack([F.mel_audio(CLIP2, s)[0], F.mel_audio(CLIP5, s)[0]])
     ref = np.stack([F.log_mel_librosa(y, s) for y in ys])
@@ -229,6 +232,7 @@ def test_numpy_mel_equals_librosa():
         assert np.abs(ours - ref).max() < 1e-3
     # and librosa.load + librosa's mel on the same clip: the whole pipeline equals the plain way
     import librosa
+
     y, sr = librosa.load(CLIP2, sr=12000, duration=29.0)
     ref = F.log_mel_librosa(y[:348000], s)
     assert np.abs(F.compute_mel(CLIP2)[0] - ref).max() < 1e-3
@@ -308,8 +312,7 @@ def test_extract_fma518_faulty_clips_and_fma_layout(tmp_path):
     # The worker computed these float32 statistics in another process, where FFT / BLAS may sum
     # in another order: sums over ~1,300 frames drift by up to ~n * eps32 (1e-4 relative) and
     # values near zero (skew, kurtosis) need an absolute floor. Seen: 1.3e-6 on one machine.
-    np.testing.assert_allclose(table.loc[2].to_numpy(), F.compute_fma518(CLIP2).to_numpy(),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(table.loc[2].to_numpy(), F.compute_fma518(CLIP2).to_numpy(), rtol=1e-4, atol=1e-5)
     pq = pd.read_parquet(folder / "features.parquet")
     np.testing.assert_allclose(pq.to_numpy(), table.to_numpy(), rtol=1e-6)
     with pytest.warns(UserWarning, match="3 of 5 tracks failed"):
@@ -420,6 +423,7 @@ def test_project_2d(reference):
 @pytest.mark.slow
 def test_notebook_02_features_runs(tmp_path):
     import papermill as pm
+
     root = tmp_path / "fma"
     shutil.copytree(DATA / "fma_metadata", root / "fma_metadata")
     (root / "fma_medium" / "000").mkdir(parents=True)

@@ -1,6 +1,5 @@
 """mattlib.data.fma on real FMA rows (tests/data is a truncated copy of the official files)."""
 
-
 import pandas as pd
 import pytest
 

@@ -23,12 +23,14 @@ def test_counts_are_fma_medium_per_split():
 def test_features_carry_genre_and_album_signal():
     rng = np.random.default_rng(0)
     genres = ["Rock", "Jazz"]
-    manifest = pd.DataFrame({
-        "genre": np.repeat(genres, 400),
-        "crossover_genre": np.repeat(genres[::-1], 400),
-        "crossover_weight": 0.0,
-        "album_id": np.repeat(np.arange(160), 5),
-    })
+    manifest = pd.DataFrame(
+        {
+            "genre": np.repeat(genres, 400),
+            "crossover_genre": np.repeat(genres[::-1], 400),
+            "crossover_weight": 0.0,
+            "album_id": np.repeat(np.arange(160), 5),
+        }
+    )
     columns = fma.fma518_columns()
     x = demo._medium_features(manifest, columns, seed=0)
     assert x.shape == (800, 518) and x.dtype == np.float32 and np.isfinite(x).all()
@@ -38,7 +40,7 @@ def test_features_carry_genre_and_album_signal():
     # 400 tracks per genre: noise of a mean ~0.05 sd; the MFCC genre centres differ by ~0.2 sd
     assert np.abs(rock - jazz)[mfcc].mean() > 0.1
     # tracks of one album are closer to each other than to other albums' tracks of their genre
-    within = np.mean([z[a * 5:(a + 1) * 5].std(0).mean() for a in range(80)])
+    within = np.mean([z[a * 5 : (a + 1) * 5].std(0).mean() for a in range(80)])
     across = z[rng.choice(400, size=(80, 5))].std(1).mean()
     assert within < across
     assert np.array_equal(x, demo._medium_features(manifest, columns, seed=0))
@@ -53,7 +55,9 @@ def test_features_csv_is_parsed_once_then_read_from_its_parquet_copy(tmp_path):
     folder = tmp_path / "fma_metadata"
     folder.mkdir()
     values = np.random.default_rng(0).standard_normal((5, 518))
-    fma.write_features(folder / "features.csv", pd.DataFrame(values, index=[2, 3, 5, 10, 20], columns=fma.fma518_columns()))
+    fma.write_features(
+        folder / "features.csv", pd.DataFrame(values, index=[2, 3, 5, 10, 20], columns=fma.fma518_columns())
+    )
     csv = folder / "features.csv"
     first = fma.load_features_cached(csv, cache_dir=tmp_path / "cache")
     copies = list((tmp_path / "cache" / "fma_features").glob("*.parquet"))

@@ -38,16 +38,20 @@ def test_demo_and_fma_medium_params_are_valid():
     "text, message",
     [
         ("notebooks: [{notebook: 09_nope}]", "unknown notebook '09_nope.ipynb'; valid: 01_data_exploration.ipynb"),
-        ("notebooks: [{notebook: 03_baselines, grid: {feature_set: [all, chromaa]}}]",
-         "unknown feature_set 'chromaa'; valid: chroma, tonnetz"),
+        (
+            "notebooks: [{notebook: 03_baselines, grid: {feature_set: [all, chromaa]}}]",
+            "unknown feature_set 'chromaa'; valid: chroma, tonnetz",
+        ),
         ("notebooks: [{notebook: 03_baselines, params: {model: xgboost}}]", "unknown model 'xgboost'; valid: lr, knn"),
         ("notebooks: [{notebook: 05_matt, params: {pooling: attn}}]", "unknown pooling 'attn'; valid: none, late"),
         ("notebooks: [{notebook: 03_baselines, params: {epochz: 3}}]", "has no parameter 'epochz'; valid: cache_dir"),
         ("colour: red\nnotebooks: [01_data_exploration]", "unknown key(s) ['colour']"),
         ("notebooks: [{notebook: 03_baselines, grid: {model: lr}}]", "must be a non-empty list"),
         ("notebooks: []", "'notebooks' must be a non-empty list"),
-        ("notebooks: [{notebook: 03_baselines, grid: {model: [lr]}}, {notebook: 03_baselines, grid: {model: [lr]}}]",
-         "two grid cells share the id 'lr'"),
+        (
+            "notebooks: [{notebook: 03_baselines, grid: {model: [lr]}}, {notebook: 03_baselines, grid: {model: [lr]}}]",
+            "two grid cells share the id 'lr'",
+        ),
     ],
 )
 def test_invalid_params_files(tmp_path, text, message):
@@ -71,14 +75,17 @@ def test_data_root_override_gets_its_own_cache(tmp_path):
 
 
 def test_choices_match_the_registries():
-    from mattlib.models import baselines, encoders, mil
     from mattlib import features
+    from mattlib.models import baselines, encoders, mil
 
     assert set(choices.FEATURE_SETS) - {"mel"} == set(features.FEATURE_SETS)
     for name in choices.BASELINES:
         baselines.make_baseline(name)
-    for name in ("none", "mean", "max", "matt", "gated"):
+    # "late" is late fusion of a track model, not a trained pooling
+    assert set(choices.POOLINGS) - {"late"} == set(mil.POOLINGS)
+    for name in mil.POOLINGS:
         mil.make_pooling(name, in_dim=4, n_classes=3)
+    assert set(choices.ENCODERS) == set(encoders.ENCODERS)
     with pytest.raises(ValueError, match="valid"):
         encoders.make_encoder("resnet", input_shape=(8,))
 
@@ -94,8 +101,11 @@ def test_every_notebook_is_output_free_and_all_its_parameters_parse():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path.name
-        assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines()
-                    if line and not line.startswith("#") and "=" in line]
+        assigned = [
+            line.split("=")[0].strip()
+            for line in tagged[0].source.splitlines()
+            if line and not line.startswith("#") and "=" in line
+        ]
         # papermill silently drops a line it cannot parse (e.g. an '=' inside a comment)
         assert sorted(papermill.inspect_notebook(str(path))) == sorted(assigned), path.name
         assert {"output_dir"} <= set(assigned)
@@ -123,8 +133,9 @@ def test_a_cell_is_finished_only_with_the_same_params_notebook_source_and_code(t
     # a finished run folder that is moved still counts as finished (its path is not a parameter)
     moved = tmp_path / "elsewhere" / "03_x" / "lr"
     shutil.copytree(out, moved)
-    assert grid.is_finished(grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(moved)}, moved),
-                            notebook_dir=notebooks)
+    assert grid.is_finished(
+        grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(moved)}, moved), notebook_dir=notebooks
+    )
     changed = grid.Cell("03_x.ipynb", "lr", {"model": "svm", "output_dir": str(out)}, out)
     assert grid.cell_status(changed, notebook_dir=notebooks) == "parameters"
     (out / "code.sha1").write_text("0" * 40)  # made by other mattlib code
@@ -146,14 +157,17 @@ def test_the_code_digest_changes_with_a_library_function(tmp_path):
     assert code_digest(package_dir=copy) != code_digest()
 
 
-@pytest.mark.parametrize("setting, value, message", [
-    ("epochs", '"ten"', "epochs must be an integer >= 1, got 'ten' (str)"),
-    ("epochs", "-3", "epochs must be an integer >= 1, got -3"),
-    ("batch_size", "0", "batch_size must be an integer >= 1, got 0"),
-    ("lr", "1e-3", "YAML reads 1e-3 as text: write 1.0e-3"),
-    ("hidden", "[64, 0]", "hidden must be a non-empty list, each an integer >= 1"),
-    ("patience", "true", "patience must be an integer >= 1 or null, got True"),
-])
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("epochs", '"ten"', "epochs must be an integer >= 1, got 'ten' (str)"),
+        ("epochs", "-3", "epochs must be an integer >= 1, got -3"),
+        ("batch_size", "0", "batch_size must be an integer >= 1, got 0"),
+        ("lr", "1e-3", "YAML reads 1e-3 as text: write 1.0e-3"),
+        ("hidden", "[64, 0]", "hidden must be a non-empty list, each an integer >= 1"),
+        ("patience", "true", "patience must be an integer >= 1 or null, got True"),
+    ],
+)
 def test_types_and_ranges_fail_when_the_params_file_is_read(tmp_path, setting, value, message):
     text = f"defaults: {{{setting}: {value}}}\nnotebooks: [{{notebook: 04_mil}}]"
     with pytest.raises(grid.GridError) as err:

@@ -31,12 +31,14 @@ from mattlib.evaluation.metrics import (
 
 
 def test_top_k_hand_case():
-    scores = np.array([
-        [0.5, 0.3, 0.1, 0.1],  # true 1: rank 2
-        [0.1, 0.2, 0.3, 0.4],  # true 0: rank 4
-        [0.2, 0.5, 0.25, 0.05],  # true 2: rank 2
-        [0.7, 0.1, 0.1, 0.1],  # true 0: rank 1
-    ])
+    scores = np.array(
+        [
+            [0.5, 0.3, 0.1, 0.1],  # true 1: rank 2
+            [0.1, 0.2, 0.3, 0.4],  # true 0: rank 4
+            [0.2, 0.5, 0.25, 0.05],  # true 2: rank 2
+            [0.7, 0.1, 0.1, 0.1],  # true 0: rank 1
+        ]
+    )
     y = np.array([1, 0, 2, 0])
     assert top_k_accuracy(y, scores, k=1) == 0.25
     assert top_k_accuracy(y, scores, k=2) == 0.75
@@ -52,11 +54,11 @@ def test_top_k_matches_sklearn():
     scores = rng.random((200, 8))
     y = rng.integers(0, 8, 200)
     for k in (2, 3, 5):
-        assert top_k_accuracy(y, scores, k=k) == pytest.approx(
-            top_k_accuracy_score(y, scores, k=k, labels=range(8)))
+        assert top_k_accuracy(y, scores, k=k) == pytest.approx(top_k_accuracy_score(y, scores, k=k, labels=range(8)))
         tail = np.isin(y, [5, 6, 7])
         assert top_k_accuracy(y, scores, k=k, restrict_to=[5, 6, 7]) == pytest.approx(
-            top_k_accuracy_score(y[tail], scores[tail], k=k, labels=range(8)))
+            top_k_accuracy_score(y[tail], scores[tail], k=k, labels=range(8))
+        )
 
 
 def test_micro_ap_hand_case():
@@ -76,8 +78,7 @@ def test_micro_pr_matches_sklearn_with_ties():
     scores = np.round(rng.random((120, 6)), 2)  # many ties
     y = rng.integers(0, 6, 120)
     onehot = np.eye(6)[y]
-    assert average_precision_micro(y, scores) == pytest.approx(
-        average_precision_score(onehot, scores, average="micro"))
+    assert average_precision_micro(y, scores) == pytest.approx(average_precision_score(onehot, scores, average="micro"))
     ours = micro_pr_curve(y, scores)
     theirs = precision_recall_curve(onehot.ravel(), scores.ravel(), drop_intermediate=False)
     for a, b in zip(ours, theirs):
@@ -91,13 +92,23 @@ def test_macro_f1_matches_sklearn():
 
 
 def test_tail_sets_and_groups():
-    counts = {"Rock": 5000, "Pop": 900, "Country": 150, "International": 700, "Blues": 60,
-              "Soul-RnB": 90, "Spoken": 95, "Easy Listening": 15}
+    counts = {
+        "Rock": 5000,
+        "Pop": 900,
+        "Country": 150,
+        "International": 700,
+        "Blues": 60,
+        "Soul-RnB": 90,
+        "Spoken": 95,
+        "Easy Listening": 15,
+    }
     sets = tail_sets(counts)
     assert sets["<100"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"]
     assert sets["<200"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken", "Country"]
     assert tail_sets(counts, thresholds={"<100": 20, "<200": 65}) == {
-        "<100": ["Easy Listening"], "<200": ["Easy Listening", "Blues"]}
+        "<100": ["Easy Listening"],
+        "<200": ["Easy Listening", "Blues"],
+    }
     assert list(tail_sets(counts, thresholds=(12.5,))) == ["<12.5"]
     assert "International" in PAPER_TAIL_SETS["<100"]
     assert set(PAPER_TAIL_SETS["<200"]) == set(PAPER_TAIL_SETS["<100"]) | {"Country"}
@@ -109,26 +120,40 @@ def test_tail_sets_and_groups():
 
 def _toy():
     """Two album bags and a single; genres A (head), B, C (tail)."""
-    membership = pd.DataFrame({
-        "bag_id": ["x", "x", "x", "y", "y", "z"],
-        "track_id": [1, 2, 3, 4, 5, 6],
-        "split": ["test"] * 6,
-        "genre": ["A", "A", "B", "C", "C", "B"],
-        "bag_genre": ["A", "A", "A", "C", "C", "B"],
-        "bag_size": [3, 3, 3, 2, 2, 1],
-    })
-    scores = np.array([[0.6, 0.3, 0.1],  # x -> A (2 of 3 tracks right)
-                       [0.5, 0.1, 0.4],  # y -> A (wrong; C second)
-                       [0.2, 0.7, 0.1]])  # z -> B (right)
+    membership = pd.DataFrame(
+        {
+            "bag_id": ["x", "x", "x", "y", "y", "z"],
+            "track_id": [1, 2, 3, 4, 5, 6],
+            "split": ["test"] * 6,
+            "genre": ["A", "A", "B", "C", "C", "B"],
+            "bag_genre": ["A", "A", "A", "C", "C", "B"],
+            "bag_size": [3, 3, 3, 2, 2, 1],
+        }
+    )
+    scores = np.array(
+        [
+            [0.6, 0.3, 0.1],  # x -> A (2 of 3 tracks right)
+            [0.5, 0.1, 0.4],  # y -> A (wrong; C second)
+            [0.2, 0.7, 0.1],
+        ]
+    )  # z -> B (right)
     return membership, scores
 
 
 def test_evaluate_hand_case_and_json():
     membership, scores = _toy()
     counts = {"A": 2000, "B": 150, "C": 50}
-    out = evaluate(bag_ids=["x", "y", "z"], scores=scores, membership=membership,
-                   classes=["A", "B", "C"], train_counts=counts, ks=(1, 2, 3, 5), n_boot=200,
-                   seed=0, include_pr_curve=True)
+    out = evaluate(
+        bag_ids=["x", "y", "z"],
+        scores=scores,
+        membership=membership,
+        classes=["A", "B", "C"],
+        train_counts=counts,
+        ks=(1, 2, 3, 5),
+        n_boot=200,
+        seed=0,
+        include_pr_curve=True,
+    )
     json.dumps(out)  # serialisable
     assert out["n_bags"] == 3 and out["n_tracks"] == 6
     assert out["track_accuracy"] == pytest.approx(3 / 6)
@@ -140,7 +165,8 @@ def test_evaluate_hand_case_and_json():
     assert out["per_genre_recall"] == {"A": 1.0, "B": 0.5, "C": 0.0}
     track_scores = scores[[0, 0, 0, 1, 1, 2]]
     assert out["average_precision"] == pytest.approx(
-        average_precision_score(np.eye(3)[y], track_scores, average="micro"))
+        average_precision_score(np.eye(3)[y], track_scores, average="micro")
+    )
     # tail sets from counts: <100 = {C}, <200 = {C, B}
     assert out["tail_sets"]["<100"] == ["C"] and out["tail_sets"]["<200"] == ["C", "B"]
     assert out["top_k"]["<100"]["2"] == 1.0  # both C tracks have C second
@@ -160,8 +186,14 @@ def test_case_study_bags_of_one():
     assert list(single["bag_id"]) == ["1", "2", "3", "4", "5", "6"]
     assert (single["bag_genre"] == single["genre"]).all() and (single["bag_size"] == 1).all()
     scores = np.tile([0.2, 0.5, 0.3], (6, 1))
-    out = evaluate(bag_ids=list(single["bag_id"]), scores=scores, membership=single,
-                   classes=["A", "B", "C"], train_counts={"A": 2000, "B": 150, "C": 50}, n_boot=0)
+    out = evaluate(
+        bag_ids=list(single["bag_id"]),
+        scores=scores,
+        membership=single,
+        classes=["A", "B", "C"],
+        train_counts={"A": 2000, "B": 150, "C": 50},
+        n_boot=0,
+    )
     assert out["track_accuracy"] == out["bag_accuracy"] == pytest.approx(2 / 6)
     assert "ci" not in out
 
@@ -176,8 +208,10 @@ def test_bootstrap_is_seeded():
 
 
 def test_summarize_seeds():
-    runs = [{"acc": 0.5, "top_k": {"<100": {"2": 0.2}}, "name": "m"},
-            {"acc": 0.7, "top_k": {"<100": {"2": None}}, "name": "m"}]
+    runs = [
+        {"acc": 0.5, "top_k": {"<100": {"2": 0.2}}, "name": "m"},
+        {"acc": 0.7, "top_k": {"<100": {"2": None}}, "name": "m"},
+    ]
     s = summarize_seeds(runs)
     assert s["acc"]["mean"] == pytest.approx(0.6) and s["acc"]["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert s["top_k"]["<100"]["2"] == {"mean": 0.2, "sd": 0.0, "n": 1}
@@ -186,9 +220,13 @@ def test_summarize_seeds():
 
 def test_top_k_counts_ties_against_the_true_genre():
     """kNN-like flat scores: a true genre tied with others is not "in the top K" for free."""
-    scores = np.array([[0.25, 0.25, 0.25, 0.25],   # four-way tie: rank 4
-                       [0.5, 0.5, 0.0, 0.0],       # two-way tie for first: rank 2
-                       [0.6, 0.2, 0.2, 0.0]])      # true 1 tied with 2 behind 0: rank 3
+    scores = np.array(
+        [
+            [0.25, 0.25, 0.25, 0.25],  # four-way tie: rank 4
+            [0.5, 0.5, 0.0, 0.0],  # two-way tie for first: rank 2
+            [0.6, 0.2, 0.2, 0.0],
+        ]
+    )  # true 1 tied with 2 behind 0: rank 3
     y = np.array([0, 1, 1])
     assert top_k_accuracy(y, scores, k=1) == 0.0
     assert top_k_accuracy(y, scores, k=2) == pytest.approx(1 / 3)
@@ -212,8 +250,18 @@ def _albums_all_or_nothing(n_albums=30, size=6, seed=0):
     rows, scores = [], []
     for a in range(n_albums):
         for i in range(size):
-            rows.append({"bag_id": f"t{a}-{i}", "track_id": a * size + i, "split": "test", "genre": "A",
-                         "bag_genre": "A", "album_id": a, "artist_id": 100 + a, "bag_size": 1})
+            rows.append(
+                {
+                    "bag_id": f"t{a}-{i}",
+                    "track_id": a * size + i,
+                    "split": "test",
+                    "genre": "A",
+                    "bag_genre": "A",
+                    "album_id": a,
+                    "artist_id": 100 + a,
+                    "bag_size": 1,
+                }
+            )
             scores.append([0.7, 0.3] if right[a] else [0.3, 0.7])
     return pd.DataFrame(rows), np.array(scores)
 
@@ -222,8 +270,14 @@ def test_bootstrap_resamples_albums_for_track_level_models():
     """Tracks of one album are not independent: resampling them one by one (no album columns)
     gives a CI about sqrt(album size) too narrow; every model is resampled by album."""
     membership, scores = _albums_all_or_nothing()
-    kwargs = {"bag_ids": list(membership["bag_id"]), "scores": scores, "classes": ["A", "B"],
-              "train_counts": {"A": 10, "B": 10}, "n_boot": 1000, "seed": 0}
+    kwargs = {
+        "bag_ids": list(membership["bag_id"]),
+        "scores": scores,
+        "classes": ["A", "B"],
+        "train_counts": {"A": 10, "B": 10},
+        "n_boot": 1000,
+        "seed": 0,
+    }
     by_album = evaluate(membership=membership, **kwargs)
     by_track = evaluate(membership=membership.drop(columns=["album_id", "artist_id"]), **kwargs)
     assert by_album["n_albums"] == 30 and by_album["ci_replicates"] == 1000
@@ -235,8 +289,16 @@ def test_bootstrap_resamples_albums_for_track_level_models():
 def test_evaluate_gives_cis_for_ap_and_top_k_and_album_support():
     membership, scores = _toy()
     membership = membership.assign(album_id=[7, 7, 7, 8, 8, -1], artist_id=[1, 1, 1, 2, 2, 3])
-    out = evaluate(bag_ids=["x", "y", "z"], scores=scores, membership=membership, classes=["A", "B", "C"],
-                   train_counts={"A": 2000, "B": 150, "C": 50}, ks=(1, 2), n_boot=300, seed=0)
+    out = evaluate(
+        bag_ids=["x", "y", "z"],
+        scores=scores,
+        membership=membership,
+        classes=["A", "B", "C"],
+        train_counts={"A": 2000, "B": 150, "C": 50},
+        ks=(1, 2),
+        n_boot=300,
+        seed=0,
+    )
     assert out["n_albums"] == 3  # the album-less track is its own unit
     assert out["tail_album_support"] == {"<100": 1, "<200": 3, "paper<100": 0, "paper<200": 0}
     lo, hi = out["ci"]["average_precision"]

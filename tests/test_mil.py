@@ -39,7 +39,9 @@ def _bags(B=4, N=6, seed=0):
 
 # one entry per call mode: (pooling name, kwargs, whether labels are passed)
 MODES = [(n, {}, False) for n in POOLINGS] + [
-    ("matt", {}, True), ("matt", {"score": "dot"}, False), ("matt", {"score": "dot"}, True),
+    ("matt", {}, True),
+    ("matt", {"score": "dot"}, False),
+    ("matt", {"score": "dot"}, True),
 ]
 IDS = [f"{n}{'-' + kw['score'] if kw else ''}{'-labels' if lab else ''}" for n, kw, lab in MODES]
 
@@ -136,11 +138,9 @@ def test_matt_softmax_per_query_differs_from_diagonal_of_logits():
     x = torch.randn(256, 5, D, generator=torch.Generator().manual_seed(1))
     mask = torch.ones(256, 5, dtype=torch.bool)
     log_p, _ = _call(pool, x, mask, False)
-    diag_logits = torch.stack(
-        [pool(x, mask, torch.full((256,), g))[0][:, g] for g in range(C)], dim=1).detach()
+    diag_logits = torch.stack([pool(x, mask, torch.full((256,), g))[0][:, g] for g in range(C)], dim=1).detach()
     assert (log_p.argmax(1) != diag_logits.argmax(1)).any()
     assert (log_p <= 0).all()  # log-probabilities: predict() reports exp(logits)
-
 
 
 def test_matt_equations_by_hand():
@@ -228,22 +228,24 @@ def test_matt_learns_the_key_instance_on_a_synthetic_mil_task():
         make_pooling("matt", in_dim=32, n_classes=4),
     )
     q0 = model.pooling.queries.detach().clone()
-    result = fit(model, data["training"], data["validation"], epochs=15, batch_size=32, lr=3e-3,
-                 seed=0, progress=False)
+    result = fit(model, data["training"], data["validation"], epochs=15, batch_size=32, lr=3e-3, seed=0, progress=False)
     assert not torch.equal(q0, model.pooling.queries.detach()), "queries did not change in training"
 
     pred = predict(model, data["test"], device="cpu", all_attention=True)
     accuracy = float((pred.predicted == pred.labels).mean())
     m_test, _, key = parts["test"]
-    key_pos = {b: int(np.flatnonzero(k)[0]) for b, k in
-               pd.Series(key, index=m_test.bag_id).groupby(level=0, sort=False)}
+    key_pos = {
+        b: int(np.flatnonzero(k)[0]) for b, k in pd.Series(key, index=m_test.bag_id).groupby(level=0, sort=False)
+    }
     hits = [int(np.argmax(a)) == key_pos[b] for b, a in zip(pred.bag_ids, pred.attention)]
     mean_size = m_test.groupby("bag_id").size().mean()
     key_rate = float(np.mean(hits))
-    print(f"\nsynthetic MIL (MATT, test, {len(hits)} bags, mean size {mean_size:.2f}): "
-          f"bag accuracy {accuracy:.3f}, key instance most attended in {key_rate:.3f} of bags "
-          f"(chance {float(np.mean(1 / m_test.groupby('bag_id').size())):.3f}); "
-          f"best epoch {result.best_epoch}, val acc {result.best_val_accuracy:.3f}")
+    print(
+        f"\nsynthetic MIL (MATT, test, {len(hits)} bags, mean size {mean_size:.2f}): "
+        f"bag accuracy {accuracy:.3f}, key instance most attended in {key_rate:.3f} of bags "
+        f"(chance {float(np.mean(1 / m_test.groupby('bag_id').size())):.3f}); "
+        f"best epoch {result.best_epoch}, val acc {result.best_val_accuracy:.3f}"
+    )
     assert accuracy >= 0.9, f"MATT bag accuracy {accuracy:.3f} < 0.9"
     assert key_rate >= 0.8, f"key instance most attended in only {key_rate:.3f} of bags"
     assert pred.attention_all is not None and pred.attention_all[0].shape[0] == 4

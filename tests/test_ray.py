@@ -41,10 +41,26 @@ def test_extraction_on_ray_equals_local(tiny_study, tmp_path, ray_address):
     mel = features.MelSettings(**tiny_study["mel"])
     with executors.RayExecutor(address=ray_address) as executor:
         for kind, settings in (("fma518", None), ("mel", mel)):
-            local = features.extract(paths, kind=kind, out=tmp_path / "local", jobs=2, settings=settings,
-                                     progress=False, chunk_size=3, device="cpu")
-            on_ray = features.extract(paths, kind=kind, out=tmp_path / "ray", settings=settings,
-                                      progress=False, chunk_size=3, device="cpu", executor=executor)
+            local = features.extract(
+                paths,
+                kind=kind,
+                out=tmp_path / "local",
+                jobs=2,
+                settings=settings,
+                progress=False,
+                chunk_size=3,
+                device="cpu",
+            )
+            on_ray = features.extract(
+                paths,
+                kind=kind,
+                out=tmp_path / "ray",
+                settings=settings,
+                progress=False,
+                chunk_size=3,
+                device="cpu",
+                executor=executor,
+            )
             assert (on_ray.done, on_ray.failed) == (local.done, local.failed) == (len(paths) - 2, 2)
             for name in ("features.csv", "index.csv", "failures.csv", "mel.npy"):
                 a, b = (Path(r.paths["folder"]) / name for r in (local, on_ray))
@@ -63,12 +79,15 @@ def _summary_lines(stdout: str) -> list[str]:
     """The run's summary without the run folder (which differs between the two runs)."""
     lines = stdout.strip().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("run "))
-    return [lines[start].split(": ", 1)[1]] + [line.split("executed notebook:")[0] for line in lines[start + 1:]]
+    return [lines[start].split(": ", 1)[1]] + [line.split("executed notebook:")[0] for line in lines[start + 1 :]]
 
 
 GRID = [
-    {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]},
-     "resources": {"num_cpus": 1}},
+    {
+        "notebook": "03_baselines",
+        "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]},
+        "resources": {"num_cpus": 1},
+    },
     # a deliberately crashing cell: a negative bag size is rejected inside the notebook
     {"notebook": "03_baselines", "params": {"model": "svm", "max_bag_size": -1, "feature_set": "mfcc"}},
 ]
@@ -86,17 +105,24 @@ def test_grid_on_ray_has_the_local_summary_exit_status_and_metrics(tiny_study, t
     assert sorted(_summary_lines(on_ray.stdout)) == sorted(_summary_lines(local.stdout))
     out = tiny_study["base"] / "outputs"
     for cell in ("mfcc-lr", "mfcc-knn"):
-        a, b = (json.loads((out / f"grid-{n}" / "03_baselines" / cell / "metrics.json").read_text())
-                for n in ("local", "ray"))
+        a, b = (
+            json.loads((out / f"grid-{n}" / "03_baselines" / cell / "metrics.json").read_text())
+            for n in ("local", "ray")
+        )
         assert [r["summary"] for r in a["results"]] == [r["summary"] for r in b["results"]]
     assert not (out / "grid-ray" / "03_baselines" / "mfcc-svm" / "metrics.json").exists()
 
 
 @pytest.mark.slow
 def test_an_interrupted_ray_run_resumes(tiny_study, tmp_path, ray_address):
-    spec = params_file(tmp_path / "resume.yaml", tiny_study, [
-        {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn", "mlp"]}},
-    ], run="resume")
+    spec = params_file(
+        tmp_path / "resume.yaml",
+        tiny_study,
+        [
+            {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn", "mlp"]}},
+        ],
+        run="resume",
+    )
     cells = tiny_study["base"] / "outputs" / "resume" / "03_baselines"
     command = [sys.executable, "-m", "mattlib.cli", "run", str(spec), "--executor", "ray", "--address", ray_address]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -127,16 +153,23 @@ def test_resources_in_a_params_file_are_validated(tmp_path):
 
 def test_ray_executor_without_ray_is_one_clear_line(tmp_path):
     # Ray made unimportable in a fresh interpreter, as on an install without the [ray] extra
-    code = ("import sys; sys.modules['ray'] = None; from mattlib import cli; "
-            f"sys.exit(cli.main(['run', {str(ROOT / 'params' / 'demo.yaml')!r}, '--executor', 'ray']))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                         check=False)
+    code = (
+        "import sys; sys.modules['ray'] = None; from mattlib import cli; "
+        f"sys.exit(cli.main(['run', {str(ROOT / 'params' / 'demo.yaml')!r}, '--executor', 'ray']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
     assert out.returncode == 2
-    assert out.stderr.strip() == ("matt run: error: --executor ray needs Ray, an optional extra: "
-                                  "pip install 'mattlib[ray]' (or pip install 'ray[default]')")
+    assert out.stderr.strip() == (
+        "matt run: error: --executor ray needs Ray, an optional extra: "
+        "pip install 'mattlib[ray]' (or pip install 'ray[default]')"
+    )
 
 
 def test_local_executor_takes_no_address():
-    with (pytest.raises(ValueError, match="--address joins a Ray cluster: use it with --executor ray"),
-          executors.open_executor("local", address="10.0.0.1:6379")):
+    with (
+        pytest.raises(ValueError, match="--address joins a Ray cluster: use it with --executor ray"),
+        executors.open_executor("local", address="10.0.0.1:6379"),
+    ):
         pass

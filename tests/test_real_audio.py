@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from mattlib.study import experiment
 from mattlib import features
+from mattlib.study import experiment
 from mattlib.views import report
 
 #: The 8 clips whose tracks.csv rows lie beyond the truncated file get rows built from the clip
@@ -46,8 +46,9 @@ def test_the_study_path_on_twenty_real_clips(fma_root, tmp_path, torch_one_threa
     rep = features.extract_subset(root, subset="small", kind="fma518", out=cache, jobs=2, progress=False)
     assert (rep.done, rep.failed) == (20, 0)
 
-    data = experiment.load_study_data(data_root=root, subset="small", cache_dir=cache, feature_set="all",
-                                      features_source="cache", max_bag_size=3)
+    data = experiment.load_study_data(
+        data_root=root, subset="small", cache_dir=cache, feature_set="all", features_source="cache", max_bag_size=3
+    )
     m = data.membership
     assert len(m) == 20 and data.instance_shape == (518,)
     assert set(data.classes) == {"Hip-Hop", "Pop", "Folk", "Experimental", "Rock", "International"}

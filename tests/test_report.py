@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mattlib.views import report
 from mattlib.evaluation.metrics import paired_difference
+from mattlib.views import report
 
 GENRES = ["Rock", "Pop"]
 
@@ -22,29 +22,55 @@ def _write_cell(run, notebook, cell, feature_set, seed, models, tracks):
     for label, right in models.items():
         preds[f"pred {label}"] = np.where(right == 1, preds["genre"], "Jazz")
         acc = float(np.mean(right))
-        results.append({
-            "label": label, "feature_set": feature_set, "model": "mlp", "pooling": "x", "seed": seed,
-            "evaluation": "bags", "pr_curve": None,
-            "summary": {"accuracy": acc, "track_accuracy": acc, "bag_accuracy": acc, "n_tracks": len(tracks),
-                        "n_bags": 4, "n_albums": 4, "ci": {"track_accuracy": [acc - 0.1, acc + 0.1],
-                                                         "top_k|<100|2": [0.2, 0.6]},
-                        "top_k": {"<100": {"2": 0.4, "3": 0.5, "5": 0.9}},
-                        "tail_support": {"<100": 3}, "tail_album_support": {"<100": 2}},
-        })
+        results.append(
+            {
+                "label": label,
+                "feature_set": feature_set,
+                "model": "mlp",
+                "pooling": "x",
+                "seed": seed,
+                "evaluation": "bags",
+                "pr_curve": None,
+                "summary": {
+                    "accuracy": acc,
+                    "track_accuracy": acc,
+                    "bag_accuracy": acc,
+                    "n_tracks": len(tracks),
+                    "n_bags": 4,
+                    "n_albums": 4,
+                    "ci": {"track_accuracy": [acc - 0.1, acc + 0.1], "top_k|<100|2": [0.2, 0.6]},
+                    "top_k": {"<100": {"2": 0.4, "3": 0.5, "5": 0.9}},
+                    "tail_support": {"<100": 3},
+                    "tail_album_support": {"<100": 2},
+                },
+            }
+        )
     preds.to_csv(folder / "predictions.csv", index=False)
     (folder / "metrics.json").write_text(json.dumps({"results": results, "train_counts": {}}))
 
 
 @pytest.fixture
 def run_dir(tmp_path):
-    tracks = pd.DataFrame({"track_id": range(8), "bag_id": [f"b{i // 2}" for i in range(8)],
-                           "genre": ["Rock", "Pop"] * 4, "bag_genre": "Rock",
-                           "album": [f"a{i // 2}" for i in range(8)]})
+    tracks = pd.DataFrame(
+        {
+            "track_id": range(8),
+            "bag_id": [f"b{i // 2}" for i in range(8)],
+            "genre": ["Rock", "Pop"] * 4,
+            "bag_genre": "Rock",
+            "album": [f"a{i // 2}" for i in range(8)],
+        }
+    )
     right = {  # seed -> label -> correctness per track
-        0: {"MLP+MATT": [1, 1, 1, 1, 0, 0, 1, 1], "MLP+MIL": [1, 1, 0, 0, 0, 0, 1, 1],
-            "MLP (torch)+late": [1, 0, 0, 0, 0, 0, 1, 1]},
-        1: {"MLP+MATT": [1, 1, 1, 1, 1, 1, 1, 1], "MLP+MIL": [1, 1, 1, 1, 0, 0, 1, 1],
-            "MLP (torch)+late": [1, 0, 1, 0, 0, 0, 1, 1]},
+        0: {
+            "MLP+MATT": [1, 1, 1, 1, 0, 0, 1, 1],
+            "MLP+MIL": [1, 1, 0, 0, 0, 0, 1, 1],
+            "MLP (torch)+late": [1, 0, 0, 0, 0, 0, 1, 1],
+        },
+        1: {
+            "MLP+MATT": [1, 1, 1, 1, 1, 1, 1, 1],
+            "MLP+MIL": [1, 1, 1, 1, 0, 0, 1, 1],
+            "MLP (torch)+late": [1, 0, 1, 0, 0, 0, 1, 1],
+        },
     }
     for seed, models in right.items():
         for label, values in models.items():

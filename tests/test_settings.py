@@ -16,8 +16,12 @@ from mattlib.views import report
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 #: What tells one notebook's experiment from another's; every other default is the study's.
-IDENTITY = {"output_dir": None, "model": {"03_baselines"}, "pooling": {"05_matt", "07_case_study"},
-            "run_dir": {"06_long_tail"}}
+IDENTITY = {
+    "output_dir": None,
+    "model": {"03_baselines"},
+    "pooling": {"05_matt", "07_case_study"},
+    "run_dir": {"06_long_tail"},
+}
 
 
 def _parameters(notebook: Path) -> dict:
@@ -77,8 +81,15 @@ def test_every_registered_name_is_accepted_everywhere(tmp_path):
 
 def test_relative_notebook_paths_resolve_from_the_notebooks_folder(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[1] / "notebooks")  # where JupyterLab starts the kernel
-    settings = Settings.for_notebook({"data_root": "data/demo", "cache_dir": "outputs/cache/demo",
-                                      "output_dir": "outputs/adhoc/05_matt", "In": [], "_": None})
+    settings = Settings.for_notebook(
+        {
+            "data_root": "data/demo",
+            "cache_dir": "outputs/cache/demo",
+            "output_dir": "outputs/adhoc/05_matt",
+            "In": [],
+            "_": None,
+        }
+    )
     root = paths.project_root()
     assert settings.data_root == str(root / "data" / "demo")
     assert settings.cache_dir == str(root / "outputs" / "cache" / "demo")
@@ -118,8 +129,9 @@ def test_the_study_runs_on_a_generic_collection(tmp_path, torch_one_thread):
     run_dir = tmp_path / "run"
     baseline = experiment.run_baseline(data, model="lr", seed=0)
     baseline.save(run_dir / "03_baselines" / "lr", notebook="03_baselines")
-    bag_model = experiment.run_bag_model(data, model="mlp", pooling="matt", epochs=3, hidden=(32,), seed=0,
-                                         device="cpu", patience=None)
+    bag_model = experiment.run_bag_model(
+        data, model="mlp", pooling="matt", epochs=3, hidden=(32,), seed=0, device="cpu", patience=None
+    )
     bag_model.save(run_dir / "05_matt" / "mlp", notebook="05_matt")
     frame = report.collect(run_dir)
     assert {"LR", "LR+late", "MLP+MATT"} <= set(frame["label"])

@@ -24,9 +24,14 @@ def params_file(path: Path, study: dict, notebooks: list, run: str = "tiny") -> 
         "run": run,
         "output_root": str(study["base"] / "outputs"),
         "defaults": {
-            "data_root": str(study["data_root"]), "cache_dir": str(study["cache_dir"]),
-            "mel_sr": mel["sr"], "mel_seconds": mel["seconds"], "mel_n_mels": mel["n_mels"],
-            "mel_hop_length": mel["hop_length"], "mel_n_fft": mel["n_fft"], **TINY,
+            "data_root": str(study["data_root"]),
+            "cache_dir": str(study["cache_dir"]),
+            "mel_sr": mel["sr"],
+            "mel_seconds": mel["seconds"],
+            "mel_n_mels": mel["n_mels"],
+            "mel_hop_length": mel["hop_length"],
+            "mel_n_fft": mel["n_fft"],
+            **TINY,
         },
         "notebooks": notebooks,
     }
@@ -35,18 +40,24 @@ def params_file(path: Path, study: dict, notebooks: list, run: str = "tiny") -> 
 
 
 def matt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mattlib.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mattlib.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
-    spec = params_file(tmp_path / "grid.yaml", tiny_study, [
-        {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]}},
-        # a deliberately crashing cell (valid settings): 03 reads a log-mel of settings never extracted
-        {"notebook": "03_baselines", "params": {"model": "svm", "feature_set": "mel"}},
-        {"notebook": "06_long_tail"},  # reads the whole run: re-runs whenever a cell before it ran
-    ], run="failing")
+    spec = params_file(
+        tmp_path / "grid.yaml",
+        tiny_study,
+        [
+            {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn"]}},
+            # a deliberately crashing cell (valid settings): 03 reads a log-mel of settings never extracted
+            {"notebook": "03_baselines", "params": {"model": "svm", "feature_set": "mel"}},
+            {"notebook": "06_long_tail"},  # reads the whole run: re-runs whenever a cell before it ran
+        ],
+        run="failing",
+    )
     first = matt("run", str(spec), "--jobs", "2", "--cell-timeout", "300")
     assert first.returncode == 1, first.stdout + first.stderr
     assert "3 executed, 0 already finished (skipped), 1 failed" in first.stdout
@@ -61,7 +72,10 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
     assert not (run_dir / "mel-svm").exists()  # never succeeded: no result folder
     for cell in ("mfcc-lr", "mfcc-knn"):
         metrics = json.loads((run_dir / cell / "metrics.json").read_text())
-        assert [r["label"] for r in metrics["results"]] == [cell.split("-")[1].upper(), cell.split("-")[1].upper() + "+late"]
+        assert [r["label"] for r in metrics["results"]] == [
+            cell.split("-")[1].upper(),
+            cell.split("-")[1].upper() + "+late",
+        ]
         assert 0.0 <= metrics["results"][0]["summary"]["accuracy"] <= 1.0
     finished = {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in ("mfcc-lr", "mfcc-knn")}
 
@@ -80,18 +94,22 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
 
 @pytest.mark.slow
 def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path):
-    spec = params_file(tmp_path / "study.yaml", tiny_study, [
-        {"notebook": "01_data_exploration", "params": {"max_bag_size": 4}},
-        {"notebook": "02_features", "params": {"jobs": 1}},
-        {"notebook": "03_baselines", "params": {"feature_set": "all", "model": "lr"}},
-        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean"}},
-        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "none"}},
-        {"notebook": "04_mil", "params": {"feature_set": "mel", "model": "crnn", "pooling": "none"}},
-        {"notebook": "05_matt", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
-        {"notebook": "05_matt", "params": {"feature_set": "mel", "model": "crnn_tf", "pooling": "matt"}},
-        {"notebook": "07_case_study", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
-        {"notebook": "06_long_tail"},
-    ])
+    spec = params_file(
+        tmp_path / "study.yaml",
+        tiny_study,
+        [
+            {"notebook": "01_data_exploration", "params": {"max_bag_size": 4}},
+            {"notebook": "02_features", "params": {"jobs": 1}},
+            {"notebook": "03_baselines", "params": {"feature_set": "all", "model": "lr"}},
+            {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean"}},
+            {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "none"}},
+            {"notebook": "04_mil", "params": {"feature_set": "mel", "model": "crnn", "pooling": "none"}},
+            {"notebook": "05_matt", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
+            {"notebook": "05_matt", "params": {"feature_set": "mel", "model": "crnn_tf", "pooling": "matt"}},
+            {"notebook": "07_case_study", "params": {"feature_set": "all", "model": "mlp", "pooling": "matt"}},
+            {"notebook": "06_long_tail"},
+        ],
+    )
     summary = grid.run_grid(spec, jobs=2, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     assert len(summary.results) == 10
@@ -101,7 +119,10 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert explore["crossing_artists"] == 0 and explore["n_genres"] == 16
     above = explore["above_cap"]  # tracks the CRNN cells' cap touches, per split
     assert above["max_bag_size"] == 4 and above["test"]["tracks_in_them"] >= above["test"]["bags_above"] * 5
-    assert explore["tail_sets"]["<100"] == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"][: len(explore["tail_sets"]["<100"])]
+    assert (
+        explore["tail_sets"]["<100"]
+        == ["Easy Listening", "Blues", "Soul-RnB", "Spoken"][: len(explore["tail_sets"]["<100"])]
+    )
 
     matt_cell = run_dir / "05_matt" / "all-mlp-matt"
     attention = json.loads((matt_cell / "attention.json").read_text())
@@ -116,19 +137,32 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
 
     case = json.loads((run_dir / "07_case_study" / "all-mlp-matt" / "metrics.json").read_text())
     assert [r["evaluation"] for r in case["results"]] == [
-        "case study: bags", "case study: single", "case study: trained on single"]
+        "case study: bags",
+        "case study: single",
+        "case study: trained on single",
+    ]
 
     index = report.build_report(run_dir)
     page = index.read_text()
-    for heading in ("Table I", "Paired comparisons", "Table II", "Precision–recall", "Attention over a few bags",
-                    "Case study"):
+    for heading in (
+        "Table I",
+        "Paired comparisons",
+        "Table II",
+        "Precision–recall",
+        "Attention over a few bags",
+        "Case study",
+    ):
         assert heading in page
     t1 = pd.read_csv(index.parent / "table1.csv")
     assert {"LR", "MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT", "CRNN", "CRNN-TF+MATT"} <= set(t1["model"])
     assert t1["ci_low"].notna().all() and (t1["ci_low"] <= t1["accuracy"]).all()
     paired = pd.read_csv(index.parent / "paired.csv")
-    assert {"MLP+MATT − MLP+MIL", "MLP+MATT − MLP (torch)+late", "MLP+MIL − MLP (torch)+late",
-            "MLP+MIL − MLP (torch)"} <= set(paired["comparison"])
+    assert {
+        "MLP+MATT − MLP+MIL",
+        "MLP+MATT − MLP (torch)+late",
+        "MLP+MIL − MLP (torch)+late",
+        "MLP+MIL − MLP (torch)",
+    } <= set(paired["comparison"])
     assert (t1["n_seeds"] == 1).all()  # the case study's bag model does not count as a second seed
     t2 = pd.read_csv(index.parent / "table2.csv")
     assert t2.loc[t2["model"] == "MLP+MATT", "published <100 top2"].item() == "28.24"
@@ -138,8 +172,9 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
 
 
 def test_experiment_api_on_features(tiny_study):
-    data = experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"],
-                                      feature_set="mfcc")
+    data = experiment.load_study_data(
+        data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
+    )
     assert data.instance_shape == (140,)
     assert len(data.classes) == 16 and data.classes[0] == "International"  # FMA's genre-id order
     # the demo's empty and truncated clips failed extraction and are left out of the bags
@@ -154,8 +189,9 @@ def test_experiment_api_on_features(tiny_study):
     with pytest.raises(ValueError, match="does not read feature set 'mfcc'"):
         experiment.run_bag_model(data, model="crnn", pooling="matt")
     with pytest.raises(ValueError, match="unknown feature set 'mfccs'; valid: chroma"):
-        experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"],
-                                   feature_set="mfccs")
+        experiment.load_study_data(
+            data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfccs"
+        )
 
 
 def test_tail_thresholds():
@@ -191,14 +227,21 @@ def test_cli_errors_are_clear(tmp_path):
 @pytest.mark.slow
 def test_data_exploration_on_real_fma_rows(fma_root, tmp_path):
     spec = tmp_path / "real.yaml"
-    spec.write_text(yaml.safe_dump({
-        "run": "real", "output_root": str(tmp_path / "outputs"),
-        "defaults": {"data_root": str(fma_root), "subset": "medium"},
-        "notebooks": ["01_data_exploration"],
-    }))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "run": "real",
+                "output_root": str(tmp_path / "outputs"),
+                "defaults": {"data_root": str(fma_root), "subset": "medium"},
+                "notebooks": ["01_data_exploration"],
+            }
+        )
+    )
     summary = grid.run_grid(spec, jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
-    metrics = json.loads((tmp_path / "outputs" / "real" / "01_data_exploration" / "default" / "metrics.json").read_text())
+    metrics = json.loads(
+        (tmp_path / "outputs" / "real" / "01_data_exploration" / "default" / "metrics.json").read_text()
+    )
     assert metrics["n_tracks"] == 194  # fma_medium rows of the real sample (small ∪ medium)
     assert metrics["crossing_artists"] == 0 and metrics["crossing_albums"] == 0
     assert sum(metrics["tracks_per_split"].values()) == 194
@@ -230,10 +273,23 @@ def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_a_cell_that_runs_too_long_fails_instead_of_stalling_the_grid(tiny_study, tmp_path):
-    spec = params_file(tmp_path / "slow.yaml", tiny_study, [
-        {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean",
-                                          "epochs": 100_000, "patience": 100_000}},
-    ], run="too_long")
+    spec = params_file(
+        tmp_path / "slow.yaml",
+        tiny_study,
+        [
+            {
+                "notebook": "04_mil",
+                "params": {
+                    "feature_set": "all",
+                    "model": "mlp",
+                    "pooling": "mean",
+                    "epochs": 100_000,
+                    "patience": 100_000,
+                },
+            },
+        ],
+        run="too_long",
+    )
     summary = grid.run_grid(spec, jobs=1, progress=False, timeout=8)
     [result] = summary.results
     assert result.status == "failed" and result.seconds < 120

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mattlib.features import audio, bulk
 from mattlib import features, locks
 from mattlib.data import fma
+from mattlib.features import audio, bulk
 from mattlib.study import grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,7 @@ DATA = Path(__file__).parent / "data"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 def tiny_notebooks(folder: Path) -> Path:
     """A notebook that imports nothing heavy: it sleeps, then fails or writes metrics.json."""
@@ -35,12 +36,16 @@ def tiny_notebooks(folder: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('data_root = "."\noutput_dir = "."\nsleep = 0.0\nfail = False\nvalue = 0')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "import json, pathlib, time\n"
-        "pathlib.Path(output_dir, 'started').write_text('')\n"
-        "time.sleep(sleep)\n"
-        "assert not fail, 'this cell was told to fail'\n"
-        "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'value': value}))")]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "import json, pathlib, time\n"
+            "pathlib.Path(output_dir, 'started').write_text('')\n"
+            "time.sleep(sleep)\n"
+            "assert not fail, 'this cell was told to fail'\n"
+            "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'value': value}))"
+        ),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / "01_tiny.ipynb")
     return folder
@@ -48,17 +53,25 @@ def tiny_notebooks(folder: Path) -> Path:
 
 def tiny_spec(tmp_path: Path, *, run="tiny", output_root=None, **params) -> grid.GridSpec:
     spec = tmp_path / f"{run}.yaml"
-    spec.write_text(yaml.safe_dump({
-        "run": run, "output_root": str(output_root or tmp_path / "outputs"),
-        "defaults": {"data_root": str(DATA)},
-        "notebooks": [{"notebook": "01_tiny", "grid": {"value": [1, 2]}, "params": params}],
-    }))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "run": run,
+                "output_root": str(output_root or tmp_path / "outputs"),
+                "defaults": {"data_root": str(DATA)},
+                "notebooks": [{"notebook": "01_tiny", "grid": {"value": [1, 2]}, "params": params}],
+            }
+        )
+    )
     return grid.load_grid(spec, notebook_dir=tiny_notebooks(tmp_path / "notebooks"))
 
 
 def metrics_of(spec: grid.GridSpec) -> dict:
-    return {c.cell_id: json.loads((c.output_dir / "metrics.json").read_text())
-            for c in spec.cells if (c.output_dir / "metrics.json").exists()}
+    return {
+        c.cell_id: json.loads((c.output_dir / "metrics.json").read_text())
+        for c in spec.cells
+        if (c.output_dir / "metrics.json").exists()
+    }
 
 
 def processes_with(token: str) -> list[int]:
@@ -86,11 +99,18 @@ def wait_for(condition, timeout: float, what: str):
 
 def matt_process(*args: str, token: str) -> subprocess.Popen:
     env = {**os.environ, "MATT_TEST_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mattlib.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mattlib.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # -- 1. a failing re-run never destroys a finished result -------------------------------------------
+
 
 def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
     spec = tiny_spec(tmp_path)
@@ -129,13 +149,19 @@ def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
 
 # -- 4. Ctrl-C, SIGTERM and SIGKILL on `matt run` (the real notebook 01 on real FMA rows) --------------
 
+
 def real_grid(tmp_path: Path, cells: int = 3) -> Path:
     spec = tmp_path / "real.yaml"
-    spec.write_text(yaml.safe_dump({
-        "run": "real", "output_root": str(tmp_path / "outputs"),
-        "defaults": {"data_root": str(DATA), "subset": "medium"},
-        "notebooks": [{"notebook": "01_data_exploration", "grid": {"max_bag_size": list(range(cells))}}],
-    }))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "run": "real",
+                "output_root": str(tmp_path / "outputs"),
+                "defaults": {"data_root": str(DATA), "subset": "medium"},
+                "notebooks": [{"notebook": "01_data_exploration", "grid": {"max_bag_size": list(range(cells))}}],
+            }
+        )
+    )
     return spec
 
 
@@ -183,8 +209,18 @@ def test_sigkilled_matt_features_leaves_no_worker_behind(tmp_path):
     audio_dir.mkdir()
     for i in range(40):  # enough work to still be running when killed
         shutil.copy(DATA / "fma_small" / "000" / "000002.mp3", audio_dir / f"{i + 1:06d}.mp3")
-    proc = matt_process("features", "--audio-dir", str(audio_dir), "--kind", "fma518", "--out",
-                        str(tmp_path / "cache"), "--jobs", "2", token=token)
+    proc = matt_process(
+        "features",
+        "--audio-dir",
+        str(audio_dir),
+        "--kind",
+        "fma518",
+        "--out",
+        str(tmp_path / "cache"),
+        "--jobs",
+        "2",
+        token=token,
+    )
     try:
         wait_for(lambda: len(processes_with(token)) >= 3, 60, "two workers to start")
         proc.send_signal(signal.SIGKILL)
@@ -196,11 +232,22 @@ def test_sigkilled_matt_features_leaves_no_worker_behind(tmp_path):
 
 # -- 5. one writer per folder ----------------------------------------------------------------------
 
+
 def test_one_writer_per_folder_and_a_dead_holder_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from mattlib.locks import folder_lock\n"
-        f"with folder_lock({str(tmp_path)!r}, what='run folder'):\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from mattlib.locks import folder_lock\n"
+                f"with folder_lock({str(tmp_path)!r}, what='run folder'):\n"
+                "    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(locks.FolderLocked) as err, locks.folder_lock(tmp_path, what="run folder"):
@@ -217,8 +264,11 @@ def test_one_writer_per_folder_and_a_dead_holder_is_taken_over(tmp_path):
 
 # -- 3. damaged inputs and caches are refused, with the file and the fix ------------------------------
 
-CLIPS = {2: DATA / "fma_small" / "000" / "000002.mp3", 5: DATA / "fma_small" / "000" / "000005.mp3",
-         140: DATA / "fma_small" / "000" / "000140.mp3"}
+CLIPS = {
+    2: DATA / "fma_small" / "000" / "000002.mp3",
+    5: DATA / "fma_small" / "000" / "000005.mp3",
+    140: DATA / "fma_small" / "000" / "000140.mp3",
+}
 SHORT_MEL = features.MelSettings(sr=8000, seconds=2.0, n_mels=16, hop_length=256, n_fft=512)
 
 
@@ -311,19 +361,32 @@ def test_a_cut_fma518_table_is_refused_and_an_undefined_row_is_a_failure(tmp_pat
 
 # -- 6. disk and path errors are one line at the CLI; a held run folder is named -------------------
 
+
 def test_os_errors_and_a_busy_run_folder_are_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    out = subprocess.run([sys.executable, "-m", "mattlib.cli", "demo-data", "--out", str(blocker / "demo")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "mattlib.cli", "demo-data", "--out", str(blocker / "demo")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     [line] = out.stderr.strip().splitlines()
     assert line.startswith("matt demo-data: error: Not a directory") and str(blocker) in line
 
     spec = real_grid(tmp_path, cells=1)
     with locks.folder_lock(tmp_path / "outputs" / "real", what="run folder"):
-        out = subprocess.run([sys.executable, "-m", "mattlib.cli", "run", str(spec)], capture_output=True,
-                             text=True, cwd=ROOT, timeout=120, check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "mattlib.cli", "run", str(spec)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
     assert out.returncode == 2
     [line] = out.stderr.strip().splitlines()
     assert f"run folder {tmp_path / 'outputs' / 'real'} is in use by pid {os.getpid()}" in line

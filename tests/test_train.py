@@ -25,17 +25,20 @@ def _model(pooling="none", dim=8, seed=0):
 
 def _tracks(n, seed, split, first):
     """Bags of one track (track-level training), two genres."""
-    return synthetic_mil_task(n_bags=n, n_classes=2, dim=8, min_size=1, max_size=1, seed=seed,
-                              split=split, first_track_id=first)
+    return synthetic_mil_task(
+        n_bags=n, n_classes=2, dim=8, min_size=1, max_size=1, seed=seed, split=split, first_track_id=first
+    )
 
 
 def test_bag_dataset_and_collate_from_float16_memmap(tmp_path):
-    membership = pd.DataFrame({
-        "bag_id": ["a", "a", "a", "b", "c", "c"],
-        "track_id": [30, 10, 20, 40, 50, 60],
-        "split": ["training"] * 5 + ["test"],
-        "bag_genre": ["g1", "g1", "g1", "g0", "g0", "g0"],
-    })
+    membership = pd.DataFrame(
+        {
+            "bag_id": ["a", "a", "a", "b", "c", "c"],
+            "track_id": [30, 10, 20, 40, 50, 60],
+            "split": ["training"] * 5 + ["test"],
+            "bag_genre": ["g1", "g1", "g1", "g0", "g0", "g0"],
+        }
+    )
     ids = np.array([10, 20, 30, 40, 50, 60])
     mel = np.lib.format.open_memmap(tmp_path / "mel.npy", mode="w+", dtype=np.float16, shape=(6, 4, 5))
     mel[:] = np.arange(6, dtype=np.float16)[:, None, None]
@@ -89,8 +92,9 @@ def test_model_selection_uses_the_validation_split_only():
     selected_test = float((predict(model, test).predicted == test.labels).mean())
 
     clean = _model()
-    res_clean = fit(clean, train, BagDataset(m_val, f_val, CLASSES), epochs=6, batch_size=50,
-                    lr=3e-3, seed=1, progress=False)
+    res_clean = fit(
+        clean, train, BagDataset(m_val, f_val, CLASSES), epochs=6, batch_size=50, lr=3e-3, seed=1, progress=False
+    )
     clean_test = float((predict(clean, test).predicted == test.labels).mean())
     assert res_clean.best_epoch > res.best_epoch
     assert clean_test > selected_test, (selected_test, clean_test)
@@ -100,8 +104,9 @@ def test_early_stopping_patience():
     train = BagDataset(*_tracks(100, 0, "training", 0)[:2], CLASSES)
     m_val, f_val, _ = _tracks(60, 1, "validation", 10_000)
     flip = {"g0": "g1", "g1": "g0"}
-    val = BagDataset(m_val.assign(bag_genre=m_val["bag_genre"].map(flip), genre=m_val["genre"].map(flip)), f_val,
-                     CLASSES)
+    val = BagDataset(
+        m_val.assign(bag_genre=m_val["bag_genre"].map(flip), genre=m_val["genre"].map(flip)), f_val, CLASSES
+    )
     res = fit(_model(), train, val, epochs=30, batch_size=20, lr=1e-2, seed=0, patience=2, progress=False)
     assert res.stopped_early and len(res.history) < 30
     assert len(res.history) - res.best_epoch <= 2
@@ -111,8 +116,7 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     train = BagDataset(*synthetic_mil_task(n_bags=60, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=30, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
     model = _model("matt")
-    res = fit(model, train, val, epochs=3, batch_size=16, lr=1e-2, seed=0, checkpoint_dir=tmp_path,
-              progress=False)
+    res = fit(model, train, val, epochs=3, batch_size=16, lr=1e-2, seed=0, checkpoint_dir=tmp_path, progress=False)
     ckpt = torch.load(res.checkpoint_path, weights_only=True)
     assert ckpt["epoch"] == res.best_epoch and ckpt["classes"] == CLASSES
     fresh = _model("matt", seed=123)
@@ -126,8 +130,10 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
 def test_same_seed_same_training():
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
-    runs = [fit(_model("gated", seed=0), train, val, epochs=2, batch_size=8, lr=1e-2, seed=7,
-                progress=False) for _ in range(2)]
+    runs = [
+        fit(_model("gated", seed=0), train, val, epochs=2, batch_size=8, lr=1e-2, seed=7, progress=False)
+        for _ in range(2)
+    ]
     assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
     for k, v in runs[0].best_state.items():
         assert torch.equal(v, runs[1].best_state[k]), k
@@ -138,8 +144,7 @@ def test_long_tail_options_change_the_loss():
     m = m[(m["genre"] == "g1") | (m.index < 12)]  # make g0 rare
     train = BagDataset(m, f, CLASSES)
     losses = {}
-    for name, kw in {"plain": {}, "balanced": {"class_weights": "balanced"},
-                     "la": {"logit_adjustment": 1.0}}.items():
+    for name, kw in {"plain": {}, "balanced": {"class_weights": "balanced"}, "la": {"logit_adjustment": 1.0}}.items():
         res = fit(_model(), train, train, epochs=1, batch_size=64, lr=1e-3, seed=0, progress=False, **kw)
         losses[name] = res.history[0]["train_loss"]
     assert len(set(losses.values())) == 3, losses
@@ -222,8 +227,9 @@ def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
 def test_selection_scores_whole_validation_bags_at_track_level():
     """A mixed validation album (4 tracks g1, 1 track g0) counts as 5 tracks, not as one bag."""
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
-    m_val, f_val, _ = synthetic_mil_task(n_bags=12, n_classes=2, dim=8, min_size=5, max_size=5, seed=1,
-                                         split="validation", first_track_id=5000)
+    m_val, f_val, _ = synthetic_mil_task(
+        n_bags=12, n_classes=2, dim=8, min_size=5, max_size=5, seed=1, split="validation", first_track_id=5000
+    )
     first_bag = m_val["bag_id"] == m_val["bag_id"].iloc[0]
     m_val.loc[first_bag.to_numpy().nonzero()[0][:1], "genre"] = "g1" if m_val["bag_genre"].iloc[0] == "g0" else "g0"
     val = BagDataset(m_val, f_val, CLASSES)
@@ -266,6 +272,7 @@ def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, 
             if calls["n"] == 3:
                 raise KeyboardInterrupt
             return real_eval(*args, **kwargs)
+
         monkeypatch.setattr(train_module, "_evaluate_loss_acc", evaluate)
         with pytest.raises(KeyboardInterrupt):
             fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=600, **settings)
@@ -283,8 +290,9 @@ def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, 
     # another architecture (wider hidden layer) trains from scratch instead of failing to load
     killed_after_epoch_2()
     torch.manual_seed(0)
-    wider = BagModel(make_encoder("mlp", input_shape=8, hidden=(16,), dropout=0.0),
-                     make_pooling("gated", in_dim=16, n_classes=2))
+    wider = BagModel(
+        make_encoder("mlp", input_shape=8, hidden=(16,), dropout=0.0), make_pooling("gated", in_dim=16, n_classes=2)
+    )
     res = fit(wider, train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
     assert [h["epoch"] for h in res.history] == [1, 2]
     assert "architecture" in capsys.readouterr().err

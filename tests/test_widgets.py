@@ -13,13 +13,23 @@ def bag(bag_id, true, pred, n, split="test"):
     attention[CLASSES.index(pred)] = np.eye(n)[0]  # the predicted genre's query attends to track 0
     scores = [0.1, 0.1, 0.1]
     scores[CLASSES.index(pred)] = 0.8
-    return {"bag_id": bag_id, "split": split, "true_genre": true, "pred_genre": pred, "scores": scores,
-            "tracks": list(range(100 * n, 100 * n + n)), "track_genres": [true] * n,
-            "queries": CLASSES, "attention": attention.tolist()}
+    return {
+        "bag_id": bag_id,
+        "split": split,
+        "true_genre": true,
+        "pred_genre": pred,
+        "scores": scores,
+        "tracks": list(range(100 * n, 100 * n + n)),
+        "track_genres": [true] * n,
+        "queries": CLASSES,
+        "attention": attention.tolist(),
+    }
 
 
-DATA = {"classes": CLASSES, "bags": [bag("a", "Rock", "Rock", 3), bag("b", "Pop", "Jazz", 2),
-                                     bag("c", "Jazz", "Jazz", 4, split="validation")]}
+DATA = {
+    "classes": CLASSES,
+    "bags": [bag("a", "Rock", "Rock", 3), bag("b", "Pop", "Jazz", 2), bag("c", "Jazz", "Jazz", 4, split="validation")],
+}
 
 
 def test_filters_change_the_bags_and_the_figure():
@@ -61,8 +71,10 @@ def test_filters_change_the_bags_and_the_figure():
 def click(explorer, point: int, trace: int = 0) -> None:
     """A click on a bar, as the browser's FigureWidget reports it to the kernel."""
     explorer.chart._js2py_pointsCallback = {
-        "event_type": "plotly_click", "device_state": {"button": 0, "buttons": 1},
-        "points": {"trace_indexes": [trace], "point_indexes": [point], "xs": [None], "ys": [0.5]}}
+        "event_type": "plotly_click",
+        "device_state": {"button": 0, "buttons": 1},
+        "points": {"trace_indexes": [trace], "point_indexes": [point], "xs": [None], "ys": [0.5]},
+    }
 
 
 def test_clicking_an_attention_bar_selects_its_track():

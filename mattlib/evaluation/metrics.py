@@ -335,8 +335,7 @@ def paired_difference(
     diff = a - b
     weights = _unit_counts(len(uniq), n_boot=n_boot, seed=seed)[:, codes]
     low, high = _percentiles(weights @ diff / np.maximum(weights.sum(1), 1), level)
-    return {"difference": float(diff.mean()), "low": low, "high": high,
-            "n_tracks": len(a), "n_units": len(uniq)}
+    return {"difference": float(diff.mean()), "low": low, "high": high, "n_tracks": len(a), "n_units": len(uniq)}
 
 
 def summarize_seeds(results: Sequence[Mapping]) -> dict:
@@ -353,8 +352,11 @@ def summarize_seeds(results: Sequence[Mapping]) -> dict:
         first = items[0]
         if isinstance(first, Mapping):
             return {k: merge([it[k] for it in items if isinstance(it, Mapping) and k in it]) for k in first}
-        nums = [float(v) for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and v is not None and math.isfinite(float(v))]
+        nums = [
+            float(v)
+            for v in items
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None and math.isfinite(float(v))
+        ]
         if isinstance(first, (int, float)) and not isinstance(first, bool) or (first is None and nums):
             if not nums:
                 return None
@@ -542,10 +544,7 @@ def evaluate(
     sets = {k: [g for g in v if g in cidx] for k, v in sets.items()}
     out["tail_sets"] = sets
     out["top_k"] = {
-        name: {
-            str(k): top_k_accuracy(y_track, t["scores"], k=k, restrict_to=[cidx[g] for g in genres])
-            for k in ks
-        }
+        name: {str(k): top_k_accuracy(y_track, t["scores"], k=k, restrict_to=[cidx[g] for g in genres]) for k in ks}
         for name, genres in sets.items()
     }
     in_set = {name: np.isin(y_track, [cidx[g] for g in genres]) for name, genres in sets.items()}
@@ -587,8 +586,7 @@ def evaluate(
             for k in ks:
                 hits = _top_k_hits(y_track[mask], t["scores"][mask], k)
                 stats[f"top_k|{name}|{k}"] = mean_of(hits, w_track[:, mask])
-        out["ci"] = {name: [_none_if_nan(v) for v in _percentiles(values, level)]
-                     for name, values in stats.items()}
+        out["ci"] = {name: [_none_if_nan(v) for v in _percentiles(values, level)] for name, values in stats.items()}
         out["ci_level"] = float(level)
         out["ci_replicates"] = int(n_boot)
         out["n_albums"] = len(unit_names)

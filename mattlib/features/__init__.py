@@ -1,4 +1,4 @@
-"""Audio features for the MATT study: FMA's 518 statistics and log-mel spectrograms.
+"""Stage 2, features: FMA's 518 statistics and the paper's log-mel, extracted in bulk into a cache.
 
 Two kinds of features, both extracted in bulk by :func:`extract` into a cache folder:
 
@@ -34,12 +34,54 @@ all undefined, lands in ``failures.csv``). Loading refuses a cache that differs 
 (``extract(..., repair=True)`` / ``matt features --repair`` re-extracts the damaged part).
 """
 
-from mattlib.features.stats import FMA_FEATURE_SIZES, FMA_STATISTICS, fma518_columns, fma518_groups, fma518_vector, compute_fma518
-from mattlib.features.sets import FEATURE_SETS, feature_set_dim, select_feature_set
-from mattlib.features.mel import MelSettings, mel_filterbank, mel_audio, log_mel, log_mel_librosa, log_mel_torch, compute_mel
-from mattlib.features.store import DamagedCacheError, MelStore, mel_dir, load_mel, load_fma518
-from mattlib.features.bulk import KINDS, ExtractionReport, extract, extract_subset, extract_audio_dir
-
+from mattlib.features.bulk import KINDS, ExtractionReport, extract, extract_audio_dir, extract_subset
+from mattlib.features.mel import (
+    MelSettings,
+    compute_mel,
+    log_mel,
+    log_mel_librosa,
+    log_mel_torch,
+    mel_audio,
+    mel_filterbank,
+)
 from mattlib.features.projection import project_2d
+from mattlib.features.sets import FEATURE_SETS, feature_set_dim, select_feature_set
+from mattlib.features.stats import (
+    FMA_FEATURE_SIZES,
+    FMA_STATISTICS,
+    compute_fma518,
+    fma518_columns,
+    fma518_groups,
+    fma518_vector,
+)
+from mattlib.features.store import DamagedCacheError, MelStore, load_fma518, load_mel, mel_dir
 
-__all__ = ["DamagedCacheError", "project_2d", 'FMA_FEATURE_SIZES', 'FMA_STATISTICS', 'FEATURE_SETS', 'KINDS', 'MelSettings', 'MelStore', 'ExtractionReport', 'fma518_columns', 'fma518_groups', 'fma518_vector', 'compute_fma518', 'feature_set_dim', 'select_feature_set', 'mel_filterbank', 'mel_audio', 'log_mel', 'log_mel_librosa', 'log_mel_torch', 'compute_mel', 'mel_dir', 'load_mel', 'load_fma518', 'extract', 'extract_subset', 'extract_audio_dir']
+__all__ = [
+    "DamagedCacheError",
+    "project_2d",
+    "FMA_FEATURE_SIZES",
+    "FMA_STATISTICS",
+    "FEATURE_SETS",
+    "KINDS",
+    "MelSettings",
+    "MelStore",
+    "ExtractionReport",
+    "fma518_columns",
+    "fma518_groups",
+    "fma518_vector",
+    "compute_fma518",
+    "feature_set_dim",
+    "select_feature_set",
+    "mel_filterbank",
+    "mel_audio",
+    "log_mel",
+    "log_mel_librosa",
+    "log_mel_torch",
+    "compute_mel",
+    "mel_dir",
+    "load_mel",
+    "load_fma518",
+    "extract",
+    "extract_subset",
+    "extract_audio_dir",
+]

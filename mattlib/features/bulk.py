@@ -13,22 +13,37 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
-from mattlib.features.audio import AudioError
-from mattlib.locks import die_with_parent, folder_lock
-from mattlib.features.stats import compute_fma518, fma518_columns
-from mattlib.features.mel import MelSettings, log_mel, log_mel_torch, mel_audio, mel_filterbank
-from mattlib.features.store import DamagedCacheError, MANIFEST, _atomic_write, _check_manifest, _damaged_mel_rows, _fix, _read_padded, _read_table, _write_failures, _write_features, _write_json, _write_manifest, mel_dir
 
-__all__ = ['KINDS', 'ExtractionReport', 'extract', 'extract_subset', 'extract_audio_dir']
+from mattlib.features.audio import AudioError
+from mattlib.features.mel import MelSettings, log_mel, log_mel_torch, mel_audio, mel_filterbank
+from mattlib.features.stats import compute_fma518, fma518_columns
+from mattlib.features.store import (
+    MANIFEST,
+    DamagedCacheError,
+    _atomic_write,
+    _check_manifest,
+    _damaged_mel_rows,
+    _fix,
+    _read_padded,
+    _read_table,
+    _write_failures,
+    _write_features,
+    _write_json,
+    _write_manifest,
+    mel_dir,
+)
+from mattlib.locks import die_with_parent, folder_lock
+
+__all__ = ["KINDS", "ExtractionReport", "extract", "extract_subset", "extract_audio_dir"]
 
 
 KINDS = ("fma518", "mel")
-
 
 
 @dataclasses.dataclass
@@ -165,8 +180,9 @@ def _mp_context(use_cuda: bool):
     return multiprocessing.get_context("spawn")
 
 
-def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar,
-         executor=None) -> None:
+def _run(
+    fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar, executor=None
+) -> None:
     """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes, or as Ray tasks of an
     ``executor``) and feed results to ``on_result`` in the main process, at most ``2 * jobs``
     chunks in flight (bounded memory)."""
@@ -184,8 +200,9 @@ def _run(fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_resu
                 on_result(res)
                 bar.update(len(chunk))
         return
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(use_cuda), initializer=_init_worker,
-                                initargs=(os.getpid(),)) as ex:
+    with cf.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=_mp_context(use_cuda), initializer=_init_worker, initargs=(os.getpid(),)
+    ) as ex:
         pending: set = set()
         it = iter(chunks)
         try:
@@ -305,8 +322,15 @@ def extract(
     out = Path(out)
     with folder_lock(out, what="feature cache"):  # one writer per cache
         if kind == "fma518":
-            return _extract_fma518(tracks, out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size,
-                                   repair=repair, executor=executor)
+            return _extract_fma518(
+                tracks,
+                out=out,
+                jobs=int(jobs),
+                progress=progress,
+                chunk_size=chunk_size,
+                repair=repair,
+                executor=executor,
+            )
         return _extract_mel(
             tracks,
             out=out,
@@ -324,8 +348,9 @@ def _default_chunk(n: int, jobs: int, cap: int) -> int:
     return max(1, min(cap, -(-n // (4 * jobs)) if n else 1))
 
 
-def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size,
-                    repair: bool = False, executor=None) -> ExtractionReport:
+def _extract_fma518(
+    tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size, repair: bool = False, executor=None
+) -> ExtractionReport:
     t0 = time.perf_counter()
     folder = out / "fma518"
     parts = folder / "parts"
@@ -370,8 +395,15 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
 
     chunk = chunk_size or _default_chunk(len(todo), jobs, 8)
     with _progress_bar(len(todo), "fma518", progress) as bar:
-        _run(_work_fma518, _chunks(todo, chunk), jobs=jobs, use_cuda=False, on_result=on_result, bar=bar,
-             executor=executor)
+        _run(
+            _work_fma518,
+            _chunks(todo, chunk),
+            jobs=jobs,
+            use_cuda=False,
+            on_result=on_result,
+            bar=bar,
+            executor=executor,
+        )
 
     # merge: previous table + all parts → features.csv / .parquet, then drop the parts
     frames = []
@@ -381,7 +413,9 @@ def _extract_fma518(tracks: dict[int, Path], *, out: Path, jobs: int, progress: 
     part_files = sorted(parts.glob("part-*.npz"))
     for part in part_files:
         with np.load(part) as z:
-            frames.append(pd.DataFrame(z["values"], index=pd.Index(z["ids"], name="track_id"), columns=fma518_columns()))
+            frames.append(
+                pd.DataFrame(z["values"], index=pd.Index(z["ids"], name="track_id"), columns=fma518_columns())
+            )
             if "padded" in z.files:
                 padded |= set(z["ids"][z["padded"]].tolist())
     table = pd.concat(frames) if frames else pd.DataFrame(columns=fma518_columns(), dtype=np.float32)
@@ -517,7 +551,14 @@ def _damaged_mel_tracks(folder: Path, *, repair: bool) -> set[int]:
 
 
 def _extract_mel(
-    tracks: dict[int, Path], *, out: Path, jobs: int, settings: MelSettings, progress: bool, chunk_size, device: str,
+    tracks: dict[int, Path],
+    *,
+    out: Path,
+    jobs: int,
+    settings: MelSettings,
+    progress: bool,
+    chunk_size,
+    device: str,
     repair: bool = False,
     executor=None,
 ) -> ExtractionReport:
@@ -572,8 +613,9 @@ def _extract_mel(
     fn = _bind(_work_mel, settings=settings, return_audio=use_cuda)
     try:
         with _progress_bar(len(todo), f"mel {settings.settings_id}", progress) as bar:
-            _run(fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar,
-                 executor=executor)
+            _run(
+                fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar, executor=executor
+            )
     finally:
         prog.close()
         mm.flush()
@@ -608,7 +650,9 @@ def _extract_mel(
         },
     )
     _write_json(folder / "report.json", {**report.to_dict(), "settings_id": settings.settings_id})
-    _write_manifest(folder, ["index.csv", "layout.json", "failures.csv"], mel=np.load(folder / "mel.npy", mmap_mode="r"))
+    _write_manifest(
+        folder, ["index.csv", "layout.json", "failures.csv"], mel=np.load(folder / "mel.npy", mmap_mode="r")
+    )
     return report
 
 
@@ -646,8 +690,17 @@ def extract_subset(
         raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     tracks = fma.subset_tracks(fma.load_tracks(root), subset)
     paths = {int(t): fma.audio_path(root, int(t), subset=subset) for t in tracks.index}
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
-                   repair=repair, executor=executor)
+    return extract(
+        paths,
+        kind=kind,
+        out=out,
+        jobs=jobs,
+        settings=settings,
+        progress=progress,
+        device=device,
+        repair=repair,
+        executor=executor,
+    )
 
 
 def extract_audio_dir(
@@ -684,5 +737,14 @@ def extract_audio_dir(
         warnings.warn(f"skipped {len(skipped)} mp3 files without an integer name: {skipped[:5]}", stacklevel=2)
     if not paths:
         raise ValueError(f"no *.mp3 files with integer names below {audio_dir}")
-    return extract(paths, kind=kind, out=out, jobs=jobs, settings=settings, progress=progress, device=device,
-                   repair=repair, executor=executor)
+    return extract(
+        paths,
+        kind=kind,
+        out=out,
+        jobs=jobs,
+        settings=settings,
+        progress=progress,
+        device=device,
+        repair=repair,
+        executor=executor,
+    )

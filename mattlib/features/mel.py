@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+
 import numpy as np
+
 from mattlib.features.audio import audio_info, load_audio
 
-__all__ = ['MelSettings', 'mel_filterbank', 'mel_audio', 'log_mel', 'log_mel_librosa', 'log_mel_torch', 'compute_mel']
+__all__ = ["MelSettings", "mel_filterbank", "mel_audio", "log_mel", "log_mel_librosa", "log_mel_torch", "compute_mel"]
 
 
 _CROPS = ("start", "centre")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
+
 import numpy as np
 import pandas as pd
 
-__all__ = ['project_2d']
+__all__ = ["project_2d"]
 
 
 def project_2d(features: pd.DataFrame, *, method: str = "pca", seed: int = 0, standardize: bool = True) -> pd.DataFrame:

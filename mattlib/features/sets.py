@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from mattlib.features.stats import FMA_FEATURE_SIZES, FMA_STATISTICS
 
-__all__ = ['FEATURE_SETS', 'feature_set_dim', 'select_feature_set']
+__all__ = ["FEATURE_SETS", "feature_set_dim", "select_feature_set"]
 
 
 #: Named feature sets of the paper's Table I → FMA feature groups.  ``chroma`` is chroma_cens

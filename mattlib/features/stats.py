@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
 from mattlib.data.fma import FMA_FEATURE_SIZES, FMA_STATISTICS, fma518_columns
 from mattlib.features.audio import load_audio
 
-__all__ = ['FMA_FEATURE_SIZES', 'FMA_STATISTICS', 'fma518_columns', 'fma518_groups', 'fma518_vector', 'compute_fma518']
-
+__all__ = ["FMA_FEATURE_SIZES", "FMA_STATISTICS", "fma518_columns", "fma518_groups", "fma518_vector", "compute_fma518"]
 
 
 # FMA's feature code leaves ``sr`` at librosa's default (22050 Hz) in the spectral-shape calls

@@ -7,14 +7,17 @@ import json
 import os
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
-from mattlib.features.stats import fma518_columns
-from mattlib.features.mel import MelSettings
 
-__all__ = ['MelStore', 'mel_dir', 'load_mel', 'load_fma518']
+from mattlib.features.mel import MelSettings
+from mattlib.features.stats import fma518_columns
+
+__all__ = ["MelStore", "mel_dir", "load_mel", "load_fma518"]
 
 
 def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
@@ -97,8 +100,10 @@ def _mel_parts(mel: np.ndarray) -> list[str]:
     """SHA-1 of each block of ``_BLOCK_ROWS`` rows of ``mel.npy``."""
     import hashlib
 
-    return [hashlib.sha1(np.ascontiguousarray(mel[i:i + _BLOCK_ROWS]).tobytes()).hexdigest()
-            for i in range(0, len(mel), _BLOCK_ROWS)]
+    return [
+        hashlib.sha1(np.ascontiguousarray(mel[i : i + _BLOCK_ROWS]).tobytes()).hexdigest()
+        for i in range(0, len(mel), _BLOCK_ROWS)
+    ]
 
 
 def _write_manifest(folder: Path, files: list[str], *, mel: np.ndarray | None = None) -> None:
@@ -106,8 +111,13 @@ def _write_manifest(folder: Path, files: list[str], *, mel: np.ndarray | None = 
     entry = {name: {"bytes": (folder / name).stat().st_size, "sha1": _sha1_file(folder / name)} for name in files}
     manifest: dict[str, Any] = {"files": entry}
     if mel is not None:
-        manifest["mel"] = {"bytes": (folder / "mel.npy").stat().st_size, "shape": list(mel.shape),
-                           "dtype": str(mel.dtype), "block_rows": _BLOCK_ROWS, "parts": _mel_parts(mel)}
+        manifest["mel"] = {
+            "bytes": (folder / "mel.npy").stat().st_size,
+            "shape": list(mel.shape),
+            "dtype": str(mel.dtype),
+            "block_rows": _BLOCK_ROWS,
+            "parts": _mel_parts(mel),
+        }
     _write_json(folder / MANIFEST, manifest)
 
 
@@ -117,16 +127,19 @@ class DamagedCacheError(RuntimeError):
 
 
 def _fix(folder: Path) -> str:
-    return (f"run `matt features ... --repair --out {folder.parent}` (or the notebook 02 extraction) "
-            "to re-extract what is damaged")
+    return (
+        f"run `matt features ... --repair --out {folder.parent}` (or the notebook 02 extraction) "
+        "to re-extract what is damaged"
+    )
 
 
 def _check_manifest(folder: Path) -> dict:
     """Compare the cache folder with its manifest; raise :class:`DamagedCacheError` on a mismatch."""
     path = folder / MANIFEST
     if not path.exists():
-        raise DamagedCacheError(f"{folder}: no {MANIFEST} (the extraction did not finish, or the cache "
-                                f"predates manifests); {_fix(folder)}")
+        raise DamagedCacheError(
+            f"{folder}: no {MANIFEST} (the extraction did not finish, or the cache predates manifests); {_fix(folder)}"
+        )
     manifest = json.loads(path.read_text())
     for name, want in manifest["files"].items():
         file = folder / name
@@ -136,8 +149,10 @@ def _check_manifest(folder: Path) -> dict:
         want = manifest["mel"]
         file = folder / "mel.npy"
         if not file.exists() or file.stat().st_size != want["bytes"]:
-            raise DamagedCacheError(f"{file}: cut short or replaced ({file.stat().st_size if file.exists() else 0}"
-                                    f" of {want['bytes']} bytes); {_fix(folder)}")
+            raise DamagedCacheError(
+                f"{file}: cut short or replaced ({file.stat().st_size if file.exists() else 0}"
+                f" of {want['bytes']} bytes); {_fix(folder)}"
+            )
     return manifest
 
 
@@ -147,8 +162,6 @@ def _damaged_mel_rows(folder: Path, manifest: dict) -> list[int]:
     want, step = manifest["mel"]["parts"], manifest["mel"]["block_rows"]
     bad = [i for i, (a, b) in enumerate(zip(_mel_parts(mel), want)) if a != b]
     return [r for i in bad for r in range(i * step, min((i + 1) * step, len(mel)))]
-
-
 
 
 def _warn_failures(n_failed: int, n_total: int, folder: Path, stacklevel: int = 3) -> None:
@@ -272,8 +285,10 @@ def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = Non
     st = MelSettings(**layout["settings"])
     mel = np.load(folder / "mel.npy", mmap_mode="r")
     if verify and _damaged_mel_rows(folder, manifest):
-        raise DamagedCacheError(f"{folder / 'mel.npy'}: {len(_damaged_mel_rows(folder, manifest))} rows differ "
-                                f"from {MANIFEST}; {_fix(folder)}")
+        raise DamagedCacheError(
+            f"{folder / 'mel.npy'}: {len(_damaged_mel_rows(folder, manifest))} rows differ "
+            f"from {MANIFEST}; {_fix(folder)}"
+        )
     index = pd.read_csv(index_path)
     ok = index[index["status"] == "ok"].set_index("track_id")[["row", "padded"]]
     ok["padded"] = ok["padded"].astype(bool)

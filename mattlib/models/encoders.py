@@ -55,8 +55,14 @@ class _BatchNorm(nn.modules.batchnorm._BatchNorm):
         per_channel = input.numel() // max(input.shape[1], 1)
         if self.training and per_channel <= 1:
             return F.batch_norm(
-                input, self.running_mean, self.running_var, self.weight, self.bias,
-                False, 0.0, self.eps,
+                input,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                False,
+                0.0,
+                self.eps,
             )
         return super().forward(input)
 
@@ -208,9 +214,7 @@ class CRNN(nn.Module):
         widths = _check_widths("crnn", widths)
         self.input_norm = _BatchNorm(1)
         chans = (1, *widths)
-        self.blocks = nn.Sequential(
-            *[_ConvBlock(chans[i], chans[i + 1], self.pools[i], dropout) for i in range(4)]
-        )
+        self.blocks = nn.Sequential(*[_ConvBlock(chans[i], chans[i + 1], self.pools[i], dropout) for i in range(4)])
         self.gru = nn.GRU(widths[3], gru_hidden, num_layers=2, batch_first=True)
         self.drop = nn.Dropout(dropout)
         self.out_dim = int(gru_hidden)
@@ -297,14 +301,10 @@ class CRNNTF(nn.Module):
             raise ValueError("crnn_tf: grid, out_dim and gru_hidden must be positive")
         self.input_norm = _BatchNorm(1)
         chans = (1, *widths)
-        self.blocks = nn.Sequential(
-            *[_ConvBlock(chans[i], chans[i + 1], self.pool, dropout / 3) for i in range(4)]
-        )
+        self.blocks = nn.Sequential(*[_ConvBlock(chans[i], chans[i + 1], self.pool, dropout / 3) for i in range(4)])
         self.grid = int(grid)
         self.register_buffer("orders", _direction_orders(self.grid, self.grid), persistent=False)
-        self.grus = nn.ModuleList(
-            [nn.GRU(widths[3], gru_hidden, batch_first=True) for _ in range(8)]
-        )
+        self.grus = nn.ModuleList([nn.GRU(widths[3], gru_hidden, batch_first=True) for _ in range(8)])
         self.drop = nn.Dropout(dropout)
         self.dense = nn.Linear(8 * gru_hidden, out_dim)
         self.out_dim = int(out_dim)

@@ -74,8 +74,7 @@ def _check_bags(instances: torch.Tensor, mask: torch.Tensor, in_dim: int) -> Non
         raise ValueError(f"instances have D={instances.shape[2]}, pooling expects in_dim={in_dim}")
     if mask.shape != instances.shape[:2] or mask.dtype != torch.bool:
         raise ValueError(
-            f"mask must be a bool (B, N) = {tuple(instances.shape[:2])} tensor, "
-            f"got {mask.dtype} {tuple(mask.shape)}"
+            f"mask must be a bool (B, N) = {tuple(instances.shape[:2])} tensor, got {mask.dtype} {tuple(mask.shape)}"
         )
 
 
@@ -215,9 +214,7 @@ class MATTPooling(BagPooling):
     #: At inference the logits are log-probabilities of each genre under its own query.
     inference_log_probs = True
 
-    def __init__(
-        self, *, in_dim: int, n_classes: int, score: str = "paper", dropout: float = 0.0
-    ) -> None:
+    def __init__(self, *, in_dim: int, n_classes: int, score: str = "paper", dropout: float = 0.0) -> None:
         super().__init__(in_dim=in_dim, n_classes=n_classes)
         if score not in ("paper", "dot"):
             raise ValueError(f"matt: unknown score {score!r}; valid: 'paper', 'dot'")
@@ -370,8 +367,14 @@ class BagModel(nn.Module):
         """Number of genres C."""
         return self.pooling.n_classes
 
-    def forward(self, instances: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None, *,
-                encode_chunk: int | None = None):
+    def forward(
+        self,
+        instances: torch.Tensor,
+        mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        encode_chunk: int | None = None,
+    ):
         """Encode and pool a padded batch of bags (see the class docstring).
 
         ``encode_chunk``: encode at most this many instances at once (eval mode: the same
@@ -433,9 +436,7 @@ def late_fusion(
     else:
         probs = np.asarray(track_probs, dtype=float)
         if probs.ndim != 2 or probs.shape[0] != len(membership):
-            raise ValueError(
-                f"track_probs must be (n_tracks={len(membership)}, C), got {probs.shape}"
-            )
+            raise ValueError(f"track_probs must be (n_tracks={len(membership)}, C), got {probs.shape}")
     if classes is None:
         classes = list(range(probs.shape[1]))
     if len(classes) != probs.shape[1]:
@@ -492,8 +493,16 @@ def synthetic_mil_task(
             feats.append(x)
             key.append(i == k)
             rows.append(
-                {"bag_id": f"{split}-{seed}-{b}", "track_id": tid, "split": split, "genre": f"g{g}",
-                 "bag_genre": f"g{g}", "album_id": b, "artist_id": b, "bag_size": n}
+                {
+                    "bag_id": f"{split}-{seed}-{b}",
+                    "track_id": tid,
+                    "split": split,
+                    "genre": f"g{g}",
+                    "bag_genre": f"g{g}",
+                    "album_id": b,
+                    "artist_id": b,
+                    "bag_size": n,
+                }
             )
             tid += 1
     membership = pd.DataFrame(rows)

@@ -51,10 +51,22 @@ __all__ = [
 FMA_MEDIUM_TRAIN_TRACKS = 19_922
 #: Training tracks per top genre on FMA medium (the long tail the paper studies).
 FMA_MEDIUM_TRAIN_COUNTS = {
-    "Rock": 5681, "Electronic": 5050, "Experimental": 1801, "Hip-Hop": 1761, "Folk": 1215,
-    "Instrumental": 1045, "Pop": 945, "International": 814, "Classical": 495,
-    "Old-Time / Historic": 408, "Jazz": 306, "Country": 142, "Soul-RnB": 94, "Spoken": 94,
-    "Blues": 58, "Easy Listening": 13,
+    "Rock": 5681,
+    "Electronic": 5050,
+    "Experimental": 1801,
+    "Hip-Hop": 1761,
+    "Folk": 1215,
+    "Instrumental": 1045,
+    "Pop": 945,
+    "International": 814,
+    "Classical": 495,
+    "Old-Time / Historic": 408,
+    "Jazz": 306,
+    "Country": 142,
+    "Soul-RnB": 94,
+    "Spoken": 94,
+    "Blues": 58,
+    "Easy Listening": 13,
 }
 _LABELS = {"lr": "LR", "knn": "KNN", "svm": "SVM", "mlp": "MLP", "crnn": "CRNN", "crnn_tf": "CRNN-TF"}
 _POOL_SUFFIX = {"none": "", "late": "+late", "mean": "+MIL", "max": "+MIL-max", "matt": "+MATT", "gated": "+gated"}
@@ -92,8 +104,7 @@ def study_tail_sets(train_counts: pd.Series) -> dict[str, list[str]]:
     return metrics.tail_sets(train_counts.to_dict(), thresholds={"<100": lt100, "<200": lt200})
 
 
-def model_label(model: str, pooling: str = "none", *, torch_model: bool = False,
-                matt_score: str = "paper") -> str:
+def model_label(model: str, pooling: str = "none", *, torch_model: bool = False, matt_score: str = "paper") -> str:
     """Display name: "SVM", "MLP+MIL", "CRNN-TF+MATT", "SVM+late", "MLP+MATT (bilinear)".
 
     The torch MLP encoder on single tracks is "MLP (torch)" ("MLP (torch)+late" fused), the
@@ -168,8 +179,9 @@ class StudyData:
         table = bagging.bag_table(self.membership)
         per_split = table.groupby("split")["size"].agg(["count", "sum"])
         parts = [f"{s}: {int(r['sum'])} tracks / {int(r['count'])} bags" for s, r in per_split.iterrows()]
-        return (f"feature set {self.feature_set!r} {self.instance_shape}, {len(self.classes)} genres; "
-                + "; ".join(parts))
+        return f"feature set {self.feature_set!r} {self.instance_shape}, {len(self.classes)} genres; " + "; ".join(
+            parts
+        )
 
 
 def _row_map(store) -> dict[int, int]:
@@ -177,8 +189,9 @@ def _row_map(store) -> dict[int, int]:
     return {int(t): int(r) for t, r in zip(store.index.index, store.index["row"])}
 
 
-def _load_instances(*, dataset: datasets.Dataset, cache_dir: Path, feature_set: str, mel: dict[str, Any],
-                    features_source: str):
+def _load_instances(
+    *, dataset: datasets.Dataset, cache_dir: Path, feature_set: str, mel: dict[str, Any], features_source: str
+):
     from mattlib import features
 
     if feature_set == "mel":
@@ -235,22 +248,30 @@ def load_study_data(
     source = datasets.open_dataset(data_root, kind=dataset)
     tracks = source.tracks(subset=subset)
     instances, track_index = _load_instances(
-        dataset=source, cache_dir=cache_dir, feature_set=feature_set, mel=mel or {},
+        dataset=source,
+        cache_dir=cache_dir,
+        feature_set=feature_set,
+        mel=mel or {},
         features_source=features_source,
     )
     if isinstance(instances, pd.DataFrame):
         bad = ~np.isfinite(instances.to_numpy(dtype=float))
         if bad.any():
             # skew / kurtosis of a constant series (e.g. a silent chroma bin) are undefined
-            warnings.warn(f"{int(bad.any(axis=1).sum())} track(s) have {int(bad.sum())} undefined "
-                          "feature value(s) (NaN/inf, e.g. skew of a constant); set to 0", stacklevel=2)
+            warnings.warn(
+                f"{int(bad.any(axis=1).sum())} track(s) have {int(bad.sum())} undefined "
+                "feature value(s) (NaN/inf, e.g. skew of a constant); set to 0",
+                stacklevel=2,
+            )
             instances = instances.mask(bad, 0.0)
     available = instances.index if isinstance(instances, pd.DataFrame) else list(track_index)
     has_features = tracks.index.isin(available)
     missing = int((~has_features & tracks["genre"].notna().to_numpy()).sum())
     if missing:
-        warnings.warn(f"{missing} labelled track(s) have no {feature_set} features (failed or not "
-                      "extracted) and are left out", stacklevel=2)
+        warnings.warn(
+            f"{missing} labelled track(s) have no {feature_set} features (failed or not extracted) and are left out",
+            stacklevel=2,
+        )
     membership = bagging.make_bags(tracks[has_features], max_size=max_bag_size or None)
     order = source.genres()
     counts = bagging.train_counts(membership)
@@ -295,9 +316,14 @@ class ModelResult:
         summary = {k: v for k, v in self.metrics.items() if k != "pr_curve"}
         summary["accuracy"] = self.metrics["track_accuracy"]
         return {
-            "label": self.label, "feature_set": feature_set, "model": self.model,
-            "pooling": self.pooling, "seed": seed, "evaluation": self.evaluation,
-            "summary": summary, "pr_curve": self.metrics.get("pr_curve"),
+            "label": self.label,
+            "feature_set": feature_set,
+            "model": self.model,
+            "pooling": self.pooling,
+            "seed": seed,
+            "evaluation": self.evaluation,
+            "summary": summary,
+            "pr_curve": self.metrics.get("pr_curve"),
         }
 
 
@@ -325,14 +351,23 @@ class ExperimentResult:
         rows = []
         for r in self.results:
             m = r.metrics
-            rows.append({
-                "model": r.label, "evaluation": r.evaluation,
-                "track accuracy": 100 * m["track_accuracy"], "bag accuracy": 100 * m["bag_accuracy"],
-                "macro-F1": 100 * (m["macro_f1"] or 0), "balanced accuracy": 100 * (m["balanced_accuracy"] or 0),
-                "AP (micro)": m["average_precision"],
-                **{f"Top@{k} <100": None if m["top_k"]["<100"].get(str(k)) is None else 100 * m["top_k"]["<100"][str(k)]
-                   for k in (2, 3, 5)},
-            })
+            rows.append(
+                {
+                    "model": r.label,
+                    "evaluation": r.evaluation,
+                    "track accuracy": 100 * m["track_accuracy"],
+                    "bag accuracy": 100 * m["bag_accuracy"],
+                    "macro-F1": 100 * (m["macro_f1"] or 0),
+                    "balanced accuracy": 100 * (m["balanced_accuracy"] or 0),
+                    "AP (micro)": m["average_precision"],
+                    **{
+                        f"Top@{k} <100": None
+                        if m["top_k"]["<100"].get(str(k)) is None
+                        else 100 * m["top_k"]["<100"][str(k)]
+                        for k in (2, 3, 5)
+                    },
+                }
+            )
         return pd.DataFrame(rows).set_index("model").round(2)
 
     def predictions_frame(self) -> pd.DataFrame:
@@ -363,13 +398,22 @@ class ExperimentResult:
         if self.history:
             pd.DataFrame(self.history).to_csv(output_dir / "history.csv", index=False)
         if self.attention is not None:
-            write_json(output_dir / "attention.json",
-                       {"classes": self.classes, "model": self.main.label, "bags": self.attention})
-        return write_metrics(output_dir, {
-            "notebook": notebook, "feature_set": self.feature_set, "seed": self.seed,
-            "params": self.params, "results": entries, "train_counts": self.train_counts_dict(),
-            **self.extra,
-        })
+            write_json(
+                output_dir / "attention.json",
+                {"classes": self.classes, "model": self.main.label, "bags": self.attention},
+            )
+        return write_metrics(
+            output_dir,
+            {
+                "notebook": notebook,
+                "feature_set": self.feature_set,
+                "seed": self.seed,
+                "params": self.params,
+                "results": entries,
+                "train_counts": self.train_counts_dict(),
+                **self.extra,
+            },
+        )
 
     def train_counts_dict(self) -> dict:
         return bagging.train_counts(self.membership, classes=self.classes).to_dict()
@@ -378,21 +422,37 @@ class ExperimentResult:
 def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dict:
     lt100, lt200, head_min = data.tail_thresholds
     return metrics.evaluate(
-        bag_ids=bag_ids, scores=scores, membership=membership, classes=data.classes,
-        train_counts=data.train_counts.to_dict(), tail_thresholds={"<100": lt100, "<200": lt200},
-        head_min=head_min, tail_max=lt200, seed=seed, n_boot=1000, include_pr_curve=True,
+        bag_ids=bag_ids,
+        scores=scores,
+        membership=membership,
+        classes=data.classes,
+        train_counts=data.train_counts.to_dict(),
+        tail_thresholds={"<100": lt100, "<200": lt200},
+        head_min=head_min,
+        tail_max=lt200,
+        seed=seed,
+        n_boot=1000,
+        include_pr_curve=True,
     )
 
 
-def _late_fusion_result(data: StudyData, *, track_scores: pd.DataFrame, model: str, label: str,
-                        seed: int) -> ModelResult:
+def _late_fusion_result(
+    data: StudyData, *, track_scores: pd.DataFrame, model: str, label: str, seed: int
+) -> ModelResult:
     from mattlib.models.mil import late_fusion
 
     test = data.split("test")
     bag_scores = late_fusion(track_scores, test, classes=data.classes)
     m = _evaluate(data, bag_ids=list(bag_scores.index), scores=bag_scores.to_numpy(), membership=test, seed=seed)
-    return ModelResult(label=label, model=model, pooling="late", evaluation="bags", metrics=m,
-                       bag_ids=list(bag_scores.index), scores=bag_scores.to_numpy())
+    return ModelResult(
+        label=label,
+        model=model,
+        pooling="late",
+        evaluation="bags",
+        metrics=m,
+        bag_ids=list(bag_scores.index),
+        scores=bag_scores.to_numpy(),
+    )
 
 
 def run_baseline(data: StudyData, *, model: str, seed: int = 0, **kwargs) -> ExperimentResult:
@@ -419,20 +479,31 @@ def run_baseline(data: StudyData, *, model: str, seed: int = 0, **kwargs) -> Exp
     single = bagging.singletons(test)
     singles_scores = track_scores.loc[single["track_id"].to_numpy()].to_numpy()
     track = ModelResult(
-        label=model_label(model), model=model, pooling="none", evaluation="bags",
+        label=model_label(model),
+        model=model,
+        pooling="none",
+        evaluation="bags",
         metrics=_evaluate(data, bag_ids=list(single["bag_id"]), scores=singles_scores, membership=single, seed=seed),
-        bag_ids=list(single["bag_id"]), scores=singles_scores,
+        bag_ids=list(single["bag_id"]),
+        scores=singles_scores,
     )
-    late = _late_fusion_result(data, track_scores=track_scores, model=model, label=model_label(model, "late"), seed=seed)
+    late = _late_fusion_result(
+        data, track_scores=track_scores, model=model, label=model_label(model, "late"), seed=seed
+    )
     return ExperimentResult(
-        feature_set=data.feature_set, seed=seed, params={"model": model, **kwargs},
-        results=[track, late], membership=data.membership, classes=data.classes,
+        feature_set=data.feature_set,
+        seed=seed,
+        params={"model": model, **kwargs},
+        results=[track, late],
+        membership=data.membership,
+        classes=data.classes,
         extra={"fit_seconds": fit_seconds},
     )
 
 
-def _encoder_kwargs(model: str, *, hidden: tuple[int, ...] | None, widths: tuple[int, ...] | None,
-                    dropout: float | None) -> dict:
+def _encoder_kwargs(
+    model: str, *, hidden: tuple[int, ...] | None, widths: tuple[int, ...] | None, dropout: float | None
+) -> dict:
     kwargs: dict[str, Any] = {}
     if model == "mlp" and hidden is not None:
         kwargs["hidden"] = tuple(hidden)
@@ -507,61 +578,115 @@ def run_bag_model(
     if pooling not in choices.POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(choices.POOLINGS)}")
     if (model == "mlp") == (data.feature_set == "mel"):
-        raise ValueError(f"model {model!r} does not read feature set {data.feature_set!r}: "
-                         "mlp reads a feature set, crnn / crnn_tf read 'mel'")
+        raise ValueError(
+            f"model {model!r} does not read feature set {data.feature_set!r}: "
+            "mlp reads a feature set, crnn / crnn_tf read 'mel'"
+        )
     torch.manual_seed(seed)
     track_level = pooling in ("none", "late") or train_on == "single"
     train_rows = data.split("training", single=track_level)
     val_rows = data.split("validation", single=track_level)
     test_bags, test_single = data.split("test"), data.split("test", single=True)
     pool_name = "none" if pooling == "late" else pooling  # late fusion trains the track model
-    encoder = encoders.make_encoder(model, input_shape=data.instance_shape,
-                                    **_encoder_kwargs(model, hidden=hidden, widths=widths, dropout=dropout))
+    encoder = encoders.make_encoder(
+        model, input_shape=data.instance_shape, **_encoder_kwargs(model, hidden=hidden, widths=widths, dropout=dropout)
+    )
     pool_kwargs = {"score": matt_score} if pool_name == "matt" else {}
-    net = mil.BagModel(encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes),
-                                                 **pool_kwargs))
+    net = mil.BagModel(
+        encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes), **pool_kwargs)
+    )
     chunk = None if track_level else data.max_bag_size or None  # bags of one need no chunks
     fitted = train.fit(
-        net, _dataset(data, train_rows), _dataset(data, val_rows),
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
-        seed=seed, patience=patience, class_weights=class_weights, logit_adjustment=logit_adjustment,
-        progress=progress, checkpoint_dir=checkpoint_dir, encode_chunk=chunk,
+        net,
+        _dataset(data, train_rows),
+        _dataset(data, val_rows),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        device=device,
+        seed=seed,
+        patience=patience,
+        class_weights=class_weights,
+        logit_adjustment=logit_adjustment,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        encode_chunk=chunk,
     )
     results: list[ModelResult] = []
     attention = None
     if track_level:
         preds = train.predict(net, _dataset(data, test_single), device=device)
         label = model_label(model, "none", torch_model=True)
-        results.append(ModelResult(
-            label=label, model=model, pooling="none", evaluation="bags",
-            metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_single, seed=seed),
-            bag_ids=preds.bag_ids, scores=preds.scores,
-        ))
+        results.append(
+            ModelResult(
+                label=label,
+                model=model,
+                pooling="none",
+                evaluation="bags",
+                metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_single, seed=seed),
+                bag_ids=preds.bag_ids,
+                scores=preds.scores,
+            )
+        )
         track_ids = test_single.set_index("bag_id").loc[preds.bag_ids, "track_id"].to_numpy()
         track_scores = pd.DataFrame(preds.scores, index=track_ids, columns=data.classes)
-        results.append(_late_fusion_result(data, track_scores=track_scores, model=model,
-                                           label=model_label(model, "late", torch_model=True), seed=seed))
+        results.append(
+            _late_fusion_result(
+                data,
+                track_scores=track_scores,
+                model=model,
+                label=model_label(model, "late", torch_model=True),
+                seed=seed,
+            )
+        )
         if pooling == "late":
             results.reverse()
     else:
-        preds = train.predict(net, _dataset(data, test_bags), device=device, all_attention=True,
-                              encode_chunk=chunk)
-        results.append(ModelResult(
-            label=model_label(model, pooling, matt_score=matt_score), model=model, pooling=pooling,
-            evaluation="bags",
-            metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_bags, seed=seed),
-            bag_ids=preds.bag_ids, scores=preds.scores,
-        ))
+        preds = train.predict(net, _dataset(data, test_bags), device=device, all_attention=True, encode_chunk=chunk)
+        results.append(
+            ModelResult(
+                label=model_label(model, pooling, matt_score=matt_score),
+                model=model,
+                pooling=pooling,
+                evaluation="bags",
+                metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_bags, seed=seed),
+                bag_ids=preds.bag_ids,
+                scores=preds.scores,
+            )
+        )
         attention = attention_records(preds, test_bags, data.classes)
-    params = {"model": model, "pooling": pooling, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "weight_decay": weight_decay, "patience": patience, "hidden": hidden, "widths": widths,
-              "max_bag_size": data.max_bag_size, "matt_score": matt_score, "class_weights": class_weights,
-              "logit_adjustment": logit_adjustment, "train_on": train_on}
+    params = {
+        "model": model,
+        "pooling": pooling,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "patience": patience,
+        "hidden": hidden,
+        "widths": widths,
+        "max_bag_size": data.max_bag_size,
+        "matt_score": matt_score,
+        "class_weights": class_weights,
+        "logit_adjustment": logit_adjustment,
+        "train_on": train_on,
+    }
     return ExperimentResult(
-        feature_set=data.feature_set, seed=seed, params=params, results=results,
-        membership=data.membership, classes=data.classes, history=fitted.history, attention=attention,
-        extra={"best_epoch": fitted.best_epoch, "best_val_accuracy": fitted.best_val_accuracy,
-               "device": fitted.device, "stopped_early": fitted.stopped_early},
+        feature_set=data.feature_set,
+        seed=seed,
+        params=params,
+        results=results,
+        membership=data.membership,
+        classes=data.classes,
+        history=fitted.history,
+        attention=attention,
+        extra={
+            "best_epoch": fitted.best_epoch,
+            "best_val_accuracy": fitted.best_val_accuracy,
+            "device": fitted.device,
+            "stopped_early": fitted.stopped_early,
+        },
         network=net,
     )
 
@@ -576,16 +701,19 @@ def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> li
             queries, weights = list(classes), preds.attention_all[i]
         else:
             queries, weights = ["bag"], preds.attention[i][None, :]
-        records.append({
-            "bag_id": bag_id, "split": str(group["split"].iloc[0]),
-            "true_genre": str(group["bag_genre"].iloc[0]),
-            "pred_genre": classes[int(np.argmax(preds.scores[i]))],
-            "scores": np.round(preds.scores[i], 5).tolist(),
-            "tracks": group["track_id"].astype(int).tolist(),
-            "track_genres": group["genre"].astype(str).tolist(),
-            "queries": queries,
-            "attention": np.round(np.asarray(weights, dtype=float), 5).tolist(),
-        })
+        records.append(
+            {
+                "bag_id": bag_id,
+                "split": str(group["split"].iloc[0]),
+                "true_genre": str(group["bag_genre"].iloc[0]),
+                "pred_genre": classes[int(np.argmax(preds.scores[i]))],
+                "scores": np.round(preds.scores[i], 5).tolist(),
+                "tracks": group["track_id"].astype(int).tolist(),
+                "track_genres": group["genre"].astype(str).tolist(),
+                "queries": queries,
+                "attention": np.round(np.asarray(weights, dtype=float), 5).tolist(),
+            }
+        )
     return records
 
 
@@ -608,8 +736,9 @@ def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any]):
     return lambda track_id: np.asarray(array[row[int(track_id)]], dtype=np.float32)
 
 
-def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt", seed: int = 0,
-                   **fit_kwargs) -> ExperimentResult:
+def run_case_study(
+    data: StudyData, *, model: str = "mlp", pooling: str = "matt", seed: int = 0, **fit_kwargs
+) -> ExperimentResult:
     """The paper's case study: a model trained on bags, tested on bags and on single tracks,
     beside the same encoder trained and tested on single tracks.
 
@@ -619,19 +748,35 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
     from mattlib.training import train
 
     checkpoints = fit_kwargs.pop("checkpoint_dir", None)
-    bag_run = run_bag_model(data, model=model, pooling=pooling, seed=seed, progress=False,
-                            checkpoint_dir=checkpoints and Path(checkpoints) / "bags", **fit_kwargs)
+    bag_run = run_bag_model(
+        data,
+        model=model,
+        pooling=pooling,
+        seed=seed,
+        progress=False,
+        checkpoint_dir=checkpoints and Path(checkpoints) / "bags",
+        **fit_kwargs,
+    )
     single = data.split("test", single=True)
-    preds = train.predict(bag_run.network, _dataset(data, single),
-                          device=fit_kwargs.get("device", "auto"))
+    preds = train.predict(bag_run.network, _dataset(data, single), device=fit_kwargs.get("device", "auto"))
     on_single = ModelResult(
-        label=model_label(model, pooling) + " on single tracks", model=model, pooling=pooling,
+        label=model_label(model, pooling) + " on single tracks",
+        model=model,
+        pooling=pooling,
         evaluation="case study: single",
         metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=single, seed=seed),
-        bag_ids=preds.bag_ids, scores=preds.scores,
+        bag_ids=preds.bag_ids,
+        scores=preds.scores,
     )
-    track_run = run_bag_model(data, model=model, pooling="none", seed=seed, progress=False,
-                              checkpoint_dir=checkpoints and Path(checkpoints) / "single", **fit_kwargs)
+    track_run = run_bag_model(
+        data,
+        model=model,
+        pooling="none",
+        seed=seed,
+        progress=False,
+        checkpoint_dir=checkpoints and Path(checkpoints) / "single",
+        **fit_kwargs,
+    )
     trained_single = track_run.results[0]
     trained_single.evaluation = "case study: trained on single"
     trained_single.label = model_label(model, "none", torch_model=True) + " trained on single tracks"
@@ -646,7 +791,13 @@ def run_case_study(data: StudyData, *, model: str = "mlp", pooling: str = "matt"
         "paper: trained on segments (%)": 58.0,
     }
     return ExperimentResult(
-        feature_set=data.feature_set, seed=seed, params={"model": model, "pooling": pooling, **fit_kwargs},
-        results=[bag_result, on_single, trained_single], membership=data.membership, classes=data.classes,
-        history=bag_run.history, attention=bag_run.attention, extra={"case_study": summary},
+        feature_set=data.feature_set,
+        seed=seed,
+        params={"model": model, "pooling": pooling, **fit_kwargs},
+        results=[bag_result, on_single, trained_single],
+        membership=data.membership,
+        classes=data.classes,
+        history=bag_run.history,
+        attention=bag_run.attention,
+        extra={"case_study": summary},
     )

@@ -50,10 +50,10 @@ from typing import Any
 import yaml
 
 from mattlib import paths
+from mattlib.evaluation.results import METRICS_FILE
 from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
 from mattlib.provenance import code_digest
-from mattlib.evaluation.results import METRICS_FILE
 from mattlib.study.settings import SettingsError, check_setting
 
 __all__ = [
@@ -122,8 +122,7 @@ class CellResult:
     attempt: Path | None = None  # where a failed or stopped attempt is kept
 
 
-_STALE_REASONS = {"parameters": "parameters changed", "notebook": "notebook edited",
-                  "code": "mattlib code changed"}
+_STALE_REASONS = {"parameters": "parameters changed", "notebook": "notebook edited", "code": "mattlib code changed"}
 
 
 @dataclass
@@ -154,8 +153,10 @@ class RunSummary:
         if self.stale:
             lines.append("  " + self.describe_stale().replace("re-running them", "re-run"))
         if self.interrupted:
-            lines.append(f"  INTERRUPTED by {self.interrupted}: {counts['stopped']} stopped while running, "
-                         f"{counts['not started']} not started; run again to continue")
+            lines.append(
+                f"  INTERRUPTED by {self.interrupted}: {counts['stopped']} stopped while running, "
+                f"{counts['not started']} not started; run again to continue"
+            )
         for r in self.failed:
             lines.append(f"  FAILED {r.cell.stem}/{r.cell.cell_id}: {r.error}")
             lines.append(f"         executed notebook: {r.attempt / 'notebook.ipynb'}")
@@ -229,7 +230,9 @@ def load_grid(
             raise GridError(f"{path}: each notebooks entry needs a 'notebook' key, got {entry!r}")
         bad = set(entry) - _ENTRY_KEYS
         if bad:
-            raise GridError(f"{path}: unknown key(s) {sorted(bad)} in entry {entry['notebook']}; valid: {sorted(_ENTRY_KEYS)}")
+            raise GridError(
+                f"{path}: unknown key(s) {sorted(bad)} in entry {entry['notebook']}; valid: {sorted(_ENTRY_KEYS)}"
+            )
         name = str(entry["notebook"])
         if not name.endswith(".ipynb"):
             name += ".ipynb"
@@ -267,20 +270,30 @@ def load_grid(
             grid_values = dict(zip(keys, combo))
             cell_id = _cell_id({**identity, **grid_values})
             if cell_id in ids:
-                raise GridError(f"{path}: {name}: two grid cells share the id {cell_id!r}; "
-                                "give them a distinguishing feature_set, model, pooling or seed")
+                raise GridError(
+                    f"{path}: {name}: two grid cells share the id {cell_id!r}; "
+                    "give them a distinguishing feature_set, model, pooling or seed"
+                )
             ids.add(cell_id)
             output_dir = run_dir / Path(name).stem / cell_id
             params = {**base, **grid_values, "output_dir": str(output_dir)}
             if aggregator:
                 params["run_dir"] = str(run_dir)
-            stages[-1].append(Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir,
-                                   resources=resources))
+            stages[-1].append(
+                Cell(notebook=name, cell_id=cell_id, params=params, output_dir=output_dir, resources=resources)
+            )
         if aggregator:
             stages.append([])
     stages = [stage for stage in stages if stage]
-    return GridSpec(run=run, run_dir=run_dir, stages=stages, source=path, defaults=defaults,
-                    study=dict(spec.get("study") or {}), notebook_dir=notebook_dir)
+    return GridSpec(
+        run=run,
+        run_dir=run_dir,
+        stages=stages,
+        source=path,
+        defaults=defaults,
+        study=dict(spec.get("study") or {}),
+        notebook_dir=notebook_dir,
+    )
 
 
 def _source_digest(notebook: Path) -> str:
@@ -427,9 +440,12 @@ class _Processes:
             if self.stopping.is_set():
                 raise _NotStarted
             # preexec_fn only calls prctl (libc loaded beforehand): safe after fork in a threaded parent
-            proc = subprocess.Popen(command, start_new_session=True,  # noqa: PLW1509
-                                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
-                                    **kwargs)
+            proc = subprocess.Popen(
+                command,
+                start_new_session=True,  # noqa: PLW1509
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                **kwargs,
+            )
             self._running.add(proc)
             return proc
 
@@ -451,6 +467,8 @@ class _NotStarted(Exception):
 
 
 _PROCESSES = _Processes()
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (from /proc; a kernel runs in a session of its own)."""
     children: dict[int, list[int]] = {}
@@ -492,8 +510,15 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = NOTEBOOK_DIR,
-             timeout: float | None = None, force: bool = False) -> CellResult:
+def run_cell(
+    cell: Cell,
+    *,
+    slot: int = 0,
+    jobs: int = 1,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    timeout: float | None = None,
+    force: bool = False,
+) -> CellResult:
     """Execute one cell with papermill in a fresh process; never raises on notebook errors.
 
     The cell runs in :func:`attempt_dir`; only a successful run replaces the cell's folder, so a
@@ -512,10 +537,22 @@ def run_cell(cell: Cell, *, slot: int = 0, jobs: int = 1, notebook_dir: Path = N
     (attempt / "code.sha1").write_text(code_digest() + "\n")
     runner = {"output_dir": str(attempt), **({"run_dir": cell.params["run_dir"]} if "run_dir" in cell.params else {})}
     command = [
-        sys.executable, "-m", "papermill",
-        str(Path(notebook_dir) / cell.notebook), str(attempt / "notebook.ipynb"),
-        "-f", str(params_file), "-y", json.dumps(runner), "-k", "python3", "--cwd", os.getcwd(),
-        "--no-progress-bar", "--log-level", "WARNING",
+        sys.executable,
+        "-m",
+        "papermill",
+        str(Path(notebook_dir) / cell.notebook),
+        str(attempt / "notebook.ipynb"),
+        "-f",
+        str(params_file),
+        "-y",
+        json.dumps(runner),
+        "-k",
+        "python3",
+        "--cwd",
+        os.getcwd(),
+        "--no-progress-bar",
+        "--log-level",
+        "WARNING",
     ]
     if timeout:
         command += ["--execution-timeout", str(int(timeout))]
@@ -560,16 +597,20 @@ def _code_cells(notebook: Path) -> int:
 
 
 def _last_error(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
-             if line.strip() and "WARNING |" not in line]
+    lines = [
+        line.strip()
+        for line in log.read_text(errors="replace").splitlines()
+        if line.strip() and "WARNING |" not in line
+    ]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line) or "Error:" in line:
             return line[:300]
     return lines[-1][:300] if lines else ""
 
 
-def _run_in_slot(cell: Cell, slots: queue.Queue[int], *, jobs: int, timeout: float | None,
-                 force: bool, notebook_dir: Path) -> CellResult:
+def _run_in_slot(
+    cell: Cell, slots: queue.Queue[int], *, jobs: int, timeout: float | None, force: bool, notebook_dir: Path
+) -> CellResult:
     slot = slots.get()  # a free slot: no two running cells share a GPU
     try:
         return run_cell(cell, slot=slot, jobs=jobs, timeout=timeout, force=force, notebook_dir=notebook_dir)
@@ -614,8 +655,7 @@ def run_grid(
         if summary.stale and progress:
             bar.write(summary.describe_stale())
         try:
-            _run_stages(spec, summary, bar, jobs=jobs, force=force, timeout=timeout, status=status,
-                        executor=executor)
+            _run_stages(spec, summary, bar, jobs=jobs, force=force, timeout=timeout, status=status, executor=executor)
         except KeyboardInterrupt as interrupt:
             summary.interrupted = getattr(interrupt, "signame", "SIGINT")
         finally:
@@ -623,8 +663,17 @@ def run_grid(
     return summary
 
 
-def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: bool,
-                timeout: float | None, status: dict[int, str], executor: RayExecutor | None) -> None:
+def _run_stages(
+    spec: GridSpec,
+    summary: RunSummary,
+    bar,
+    *,
+    jobs: int,
+    force: bool,
+    timeout: float | None,
+    status: dict[int, str],
+    executor: RayExecutor | None,
+) -> None:
     ran_upstream = False  # an aggregating notebook (06) re-runs when a cell before it ran
     slots: queue.Queue[int] = queue.Queue()  # worker slots; slot k runs on GPU k % n_gpus
     for slot in range(jobs):
@@ -640,10 +689,19 @@ def _run_stages(spec: GridSpec, summary: RunSummary, bar, *, jobs: int, force: b
             else:
                 todo.append(cell)
         try:
-            _run_stage(todo, summary, bar, slots, jobs=jobs, force=force, timeout=timeout,
-                       notebook_dir=spec.notebook_dir, executor=executor)
+            _run_stage(
+                todo,
+                summary,
+                bar,
+                slots,
+                jobs=jobs,
+                force=force,
+                timeout=timeout,
+                notebook_dir=spec.notebook_dir,
+                executor=executor,
+            )
         except KeyboardInterrupt:
-            later = [c for stage in spec.stages[i + 1:] for c in stage]
+            later = [c for stage in spec.stages[i + 1 :] for c in stage]
             summary.results.extend(CellResult(c, "not started") for c in later)
             raise
         ran_upstream = ran_upstream or bool(todo)
@@ -657,9 +715,18 @@ def _record(result: CellResult, summary: RunSummary, bar) -> None:
         bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
 
 
-def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[int], *, jobs: int,
-               force: bool, timeout: float | None, notebook_dir: Path,
-               executor: RayExecutor | None = None) -> None:
+def _run_stage(
+    todo: list[Cell],
+    summary: RunSummary,
+    bar,
+    slots: queue.Queue[int],
+    *,
+    jobs: int,
+    force: bool,
+    timeout: float | None,
+    notebook_dir: Path,
+    executor: RayExecutor | None = None,
+) -> None:
     """The one place where cells are sent to run (threads here, or Ray tasks)."""
     if executor is not None:
         run = functools.partial(run_cell, timeout=timeout, force=force, notebook_dir=notebook_dir)
@@ -673,8 +740,10 @@ def _run_stage(todo: list[Cell], summary: RunSummary, bar, slots: queue.Queue[in
             raise
         return
     pool = ThreadPoolExecutor(max_workers=jobs)
-    futures = {pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force,
-                           notebook_dir=notebook_dir): cell for cell in todo}
+    futures = {
+        pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force, notebook_dir=notebook_dir): cell
+        for cell in todo
+    }
     recorded = set()
     try:
         for future in as_completed(futures):
@@ -702,4 +771,3 @@ def override_data_root(defaults: dict[str, Any], data_root: str | Path) -> dict[
     tag = hashlib.sha1(resolved.encode()).hexdigest()[:8]
     cache = Path(defaults.get("cache_dir", "outputs/cache/default"))
     return {"data_root": str(data_root), "cache_dir": str(cache.parent / f"{Path(resolved).name}-{tag}")}
-

@@ -67,8 +67,7 @@ class Options:
     values: tuple
 
     def accepts(self, value: Any) -> bool:
-        return any(value is v if v is None else (value == v and not isinstance(value, bool))
-                   for v in self.values)
+        return any(value is v if v is None else (value == v and not isinstance(value, bool)) for v in self.values)
 
     def __str__(self) -> str:
         return "one of " + ", ".join("null" if v is None else str(v) for v in self.values)
@@ -226,8 +225,9 @@ class Settings:
         declared names found in ``namespace``, validated, with relative paths resolved against
         the project root (:func:`mattlib.paths.resolve`), whatever folder the kernel runs in."""
         settings = cls.from_parameters({k: namespace[k] for k in cls.names() if k in namespace})
-        return settings.replace(**{k: str(paths.resolve(getattr(settings, k)))
-                                   for k in _PATH_SETTINGS if getattr(settings, k) is not None})
+        return settings.replace(
+            **{k: str(paths.resolve(getattr(settings, k))) for k in _PATH_SETTINGS if getattr(settings, k) is not None}
+        )
 
     @property
     def mel(self) -> dict[str, Any]:
@@ -273,7 +273,9 @@ def check_setting(name: str, value: Any) -> None:
         except ValueError:
             pass
     if isinstance(constraint, Options):
-        return _raise(f"unknown {name} {value!r}; valid: {', '.join('null' if v is None else str(v) for v in constraint.values)}")
+        return _raise(
+            f"unknown {name} {value!r}; valid: {', '.join('null' if v is None else str(v) for v in constraint.values)}"
+        )
     allowed = f"{constraint} or null" if name in Settings._nullable else str(constraint)
     _raise(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}){hint}")
 

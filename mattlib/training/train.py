@@ -147,9 +147,7 @@ class BagDataset(Dataset):
             labels.append(class_index[genres[0]])
             genre_counts.append(np.bincount(track_genres.to_numpy(dtype=np.int64), minlength=len(self.classes)))
         if missing_tracks:
-            raise ValueError(
-                f"{len(missing_tracks)} member tracks have no instance row, e.g. {missing_tracks[:5]}"
-            )
+            raise ValueError(f"{len(missing_tracks)} member tracks have no instance row, e.g. {missing_tracks[:5]}")
         self.labels = np.asarray(labels, dtype=np.int64)
         #: (n_bags, C): tracks of each genre per bag (scores a bag prediction at track level).
         self.genre_counts = np.asarray(genre_counts, dtype=np.int64).reshape(len(labels), len(self.classes))
@@ -188,8 +186,7 @@ class BagBatch:
 
     def pin_memory(self) -> BagBatch:
         """Page-locked copy (the DataLoader calls this when ``pin_memory=True``)."""
-        return BagBatch(self.instances.pin_memory(), self.mask.pin_memory(), self.labels.pin_memory(),
-                        self.bag_ids)
+        return BagBatch(self.instances.pin_memory(), self.mask.pin_memory(), self.labels.pin_memory(), self.bag_ids)
 
     def to(self, device: torch.device | str) -> BagBatch:
         """Move tensors to ``device`` (non-blocking where possible)."""
@@ -436,18 +433,31 @@ def fit(
         prior = np.maximum(counts, 1e-12) / counts.sum()
         offset = torch.tensor(logit_adjustment * np.log(prior), dtype=torch.float32, device=dev)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        train_loader = _loader(train_data, batch_size=batch_size, shuffle=True, generator=gen, device=dev,
-                               num_workers=num_workers)
-        val_loader = _loader(val_data, batch_size=1 if encode_chunk else batch_size, shuffle=False,
-                             device=dev, num_workers=num_workers)
+        train_loader = _loader(
+            train_data, batch_size=batch_size, shuffle=True, generator=gen, device=dev, num_workers=num_workers
+        )
+        val_loader = _loader(
+            val_data, batch_size=1 if encode_chunk else batch_size, shuffle=False, device=dev, num_workers=num_workers
+        )
 
         history: list[dict] = []
         best: tuple[float, float] | None = None  # (acc, -loss)
         best_epoch, best_state, since_best, stopped = 0, {}, 0, False
         ckpt_path, last_path, start_epoch = None, None, 1
-        run_key = _run_key(model, train_data, val_data, epochs=epochs, patience=patience, batch_size=batch_size,
-                           lr=lr, weight_decay=weight_decay, seed=seed, class_weights=class_weights,
-                           logit_adjustment=logit_adjustment, amp=amp and dev.type == "cuda")
+        run_key = _run_key(
+            model,
+            train_data,
+            val_data,
+            epochs=epochs,
+            patience=patience,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            class_weights=class_weights,
+            logit_adjustment=logit_adjustment,
+            amp=amp and dev.type == "cuda",
+        )
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             ckpt_path = str(Path(checkpoint_dir) / "best.pt")
@@ -491,8 +501,7 @@ def fit(
             bar.close()
             if progress:
                 tqdm.write(
-                    f"epoch {epoch}: train_loss={row['train_loss']:.4f} "
-                    f"val_acc={val_acc:.4f} val_loss={val_loss:.4f}"
+                    f"epoch {epoch}: train_loss={row['train_loss']:.4f} val_acc={val_acc:.4f} val_loss={val_loss:.4f}"
                 )
             key = (val_acc, -val_loss)
             if best is None or key > best:
@@ -515,8 +524,18 @@ def fit(
             else:
                 since_best += 1
             if last_path is not None:
-                _save_last(last_path, run_key=run_key, model=model, opt=opt, gen=gen, history=history,
-                           best=best, best_epoch=best_epoch, best_state=best_state, since_best=since_best)
+                _save_last(
+                    last_path,
+                    run_key=run_key,
+                    model=model,
+                    opt=opt,
+                    gen=gen,
+                    history=history,
+                    best=best,
+                    best_epoch=best_epoch,
+                    best_state=best_state,
+                    since_best=since_best,
+                )
             if patience is not None and since_best >= patience:
                 stopped = epoch < epochs
                 break
@@ -545,8 +564,11 @@ def _run_key(model: nn.Module, train_data: BagDataset, val_data: BagDataset, **s
 
     weights = settings.pop("class_weights")
     return {
-        "classes": list(train_data.classes), "n_train": len(train_data), "n_val": len(val_data),
-        "train_bags": _ids_digest(train_data), "val_bags": _ids_digest(val_data),
+        "classes": list(train_data.classes),
+        "n_train": len(train_data),
+        "n_val": len(val_data),
+        "train_bags": _ids_digest(train_data),
+        "val_bags": _ids_digest(val_data),
         "model": type(model).__name__,
         "architecture": [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()],
         **{k: float(v) if isinstance(v, float) else v for k, v in settings.items()},
@@ -561,16 +583,36 @@ def _ids_digest(data: BagDataset) -> str:
     return hashlib.sha1(repr((list(data.bag_ids), list(map(int, data.labels)))).encode()).hexdigest()
 
 
-def _save_last(path: Path, *, run_key: dict, model: nn.Module, opt, gen: torch.Generator, history: list,
-               best, best_epoch: int, best_state: dict, since_best: int) -> None:
+def _save_last(
+    path: Path,
+    *,
+    run_key: dict,
+    model: nn.Module,
+    opt,
+    gen: torch.Generator,
+    history: list,
+    best,
+    best_epoch: int,
+    best_state: dict,
+    since_best: int,
+) -> None:
     """Write ``last.pt`` atomically (a kill mid-write never leaves a broken resume point)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two writers never share it
-    torch.save({
-        "run_key": run_key, "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-        "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "history": history, "best": list(best) if best is not None else None, "best_epoch": best_epoch,
-        "best_state": best_state, "since_best": since_best,
-    }, tmp)
+    torch.save(
+        {
+            "run_key": run_key,
+            "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best": list(best) if best is not None else None,
+            "best_epoch": best_epoch,
+            "best_state": best_state,
+            "since_best": since_best,
+        },
+        tmp,
+    )
     os.replace(tmp, path)
 
 
@@ -581,13 +623,12 @@ def _resume(path: Path, run_key: dict, model: nn.Module, opt, gen: torch.Generat
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt resume point is not worth a crash: start over
-        warnings.warn(f"ignoring unreadable {path} ({err}); training from scratch")
+        warnings.warn(f"ignoring unreadable {path} ({err}); training from scratch", stacklevel=2)
         return None
     saved = state.get("run_key") or {}
     if saved != run_key:
         changed = sorted(k for k in set(saved) | set(run_key) if saved.get(k) != run_key.get(k))
-        print(f"{path} was saved by another run ({', '.join(changed)} changed); training from scratch",
-              file=sys.stderr)
+        print(f"{path} was saved by another run ({', '.join(changed)} changed); training from scratch", file=sys.stderr)
         return None
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])

@@ -49,8 +49,13 @@ def plot_long_tail(
     width = 0.8 / max(len(splits), 1)
     colours = {"training": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
     for i, split in enumerate(splits):
-        ax.bar(x + (i - (len(splits) - 1) / 2) * width, counts[split].clip(lower=0.8), width,
-               label=split, color=colours[split])
+        ax.bar(
+            x + (i - (len(splits) - 1) / 2) * width,
+            counts[split].clip(lower=0.8),
+            width,
+            label=split,
+            color=colours[split],
+        )
     ax.set_yscale("log")
     ax.set_xticks(x, counts.index, rotation=40, ha="right")
     ax.set_ylabel("tracks (log scale)")

@@ -10,8 +10,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["training_curve", "recall_vs_count", "recall_vs_count_models", "group_recall_table",
-           "case_study_bars"]
+__all__ = ["training_curve", "recall_vs_count", "recall_vs_count_models", "group_recall_table", "case_study_bars"]
 
 
 def training_curve(history: list[dict]) -> go.Figure:
@@ -21,12 +20,17 @@ def training_curve(history: list[dict]) -> go.Figure:
         raise ValueError("empty training history")
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=frame["epoch"], y=frame["train_loss"], name="training loss"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=frame["epoch"], y=100 * frame["val_accuracy"], name="validation accuracy (%)"),
-                  secondary_y=True)
+    fig.add_trace(
+        go.Scatter(x=frame["epoch"], y=100 * frame["val_accuracy"], name="validation accuracy (%)"), secondary_y=True
+    )
     best = frame.loc[frame["val_accuracy"].idxmax(), "epoch"]
     fig.add_vline(x=best, line_dash="dot", annotation_text=f"selected epoch {best}")
-    fig.update_layout(height=320, title="Training (model selected on the validation split)",
-                      xaxis_title="epoch", margin=dict(t=50, b=40))
+    fig.update_layout(
+        height=320,
+        title="Training (model selected on the validation split)",
+        xaxis_title="epoch",
+        margin=dict(t=50, b=40),
+    )
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="accuracy (%)", secondary_y=True)
     return fig
@@ -36,8 +40,14 @@ def recall_vs_count(per_genre_recall: Mapping[str, float | None], train_counts: 
     """Test recall of each genre against its number of training tracks (log x)."""
     frame = pd.DataFrame({"genre": list(per_genre_recall), "recall": list(per_genre_recall.values())})
     frame["training tracks"] = frame["genre"].map(train_counts).astype(float)
-    fig = px.scatter(frame, x="training tracks", y="recall", text="genre", log_x=True,
-                     title="Per-genre test recall against training tracks")
+    fig = px.scatter(
+        frame,
+        x="training tracks",
+        y="recall",
+        text="genre",
+        log_x=True,
+        title="Per-genre test recall against training tracks",
+    )
     fig.update_traces(textposition="top center")
     fig.update_layout(height=380, yaxis_range=[-0.05, 1.08])
     return fig
@@ -49,9 +59,14 @@ def _recall_long(frame: pd.DataFrame) -> pd.DataFrame:
         for column in row.index:
             if column.startswith("recall|") and row[column] is not None and not pd.isna(row[column]):
                 genre = column.split("|", 1)[1]
-                rows.append({"model": f"{row['label']} [{row['feature_set']}]", "genre": genre,
-                             "recall": float(row[column]),
-                             "training tracks": float(row.get(f"count|{genre}", np.nan))})
+                rows.append(
+                    {
+                        "model": f"{row['label']} [{row['feature_set']}]",
+                        "genre": genre,
+                        "recall": float(row[column]),
+                        "training tracks": float(row.get(f"count|{genre}", np.nan)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -62,8 +77,15 @@ def recall_vs_count_models(frame: pd.DataFrame) -> go.Figure:
     if long.empty:
         raise ValueError("no per-genre recall in these results")
     long = long.groupby(["model", "genre"], as_index=False).mean()
-    fig = px.scatter(long, x="training tracks", y="recall", color="model", hover_name="genre", log_x=True,
-                     title="Per-genre test recall against training tracks, all models")
+    fig = px.scatter(
+        long,
+        x="training tracks",
+        y="recall",
+        color="model",
+        hover_name="genre",
+        log_x=True,
+        title="Per-genre test recall against training tracks, all models",
+    )
     fig.update_layout(height=430, yaxis_range=[-0.05, 1.05])
     return fig
 
@@ -84,10 +106,16 @@ def case_study_bars(summary: Mapping[str, object]) -> go.Figure:
         "trained on single tracks": summary["trained on single tracks (%)"],
     }
     paper = [68.83, 63.69, 58.0]
-    fig = go.Figure([
-        go.Bar(name=f"this study ({summary['model']})", x=list(ours), y=list(ours.values())),
-        go.Bar(name="paper (MLP+MATT, FMA medium)", x=list(ours), y=paper),
-    ])
-    fig.update_layout(barmode="group", height=360, yaxis_title="test accuracy (%)",
-                      title="Case study: bag training, single-track testing")
+    fig = go.Figure(
+        [
+            go.Bar(name=f"this study ({summary['model']})", x=list(ours), y=list(ours.values())),
+            go.Bar(name="paper (MLP+MATT, FMA medium)", x=list(ours), y=paper),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=360,
+        yaxis_title="test accuracy (%)",
+        title="Case study: bag training, single-track testing",
+    )
     return fig

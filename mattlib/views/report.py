@@ -34,8 +34,16 @@ import pandas as pd  # noqa: E402
 
 from mattlib.evaluation.results import METRICS_FILE  # noqa: E402
 
-__all__ = ["collect", "table1", "table2", "paired_comparisons", "paper_table1", "paper_table2",
-           "plot_pr_curves", "build_report"]
+__all__ = [
+    "collect",
+    "table1",
+    "table2",
+    "paired_comparisons",
+    "paper_table1",
+    "paper_table2",
+    "plot_pr_curves",
+    "build_report",
+]
 
 _TAIL_KEYS = ("<100", "<200")
 _KS = (2, 3, 5)
@@ -79,8 +87,17 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
             **{k: entry.get(k) for k in ("label", "feature_set", "model", "pooling", "seed", "evaluation")},
             "path": str(path),
         }
-        for key in ("accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy",
-                    "average_precision", "n_tracks", "n_bags", "n_albums"):
+        for key in (
+            "accuracy",
+            "track_accuracy",
+            "bag_accuracy",
+            "macro_f1",
+            "balanced_accuracy",
+            "average_precision",
+            "n_tracks",
+            "n_bags",
+            "n_albums",
+        ):
             row[key] = summary.get(key)
         for name, (low, high) in (summary.get("ci") or {}).items():
             row[f"ci_low|{name}"], row[f"ci_high|{name}"] = low, high
@@ -97,8 +114,23 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         for group, value in (summary.get("group_recall") or {}).items():
             row[f"group|{group}"] = value
         rows.append(row)
-    base = ["notebook", "cell", "label", "feature_set", "model", "pooling", "seed", "evaluation", "path",
-            "accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision"]
+    base = [
+        "notebook",
+        "cell",
+        "label",
+        "feature_set",
+        "model",
+        "pooling",
+        "seed",
+        "evaluation",
+        "path",
+        "accuracy",
+        "track_accuracy",
+        "bag_accuracy",
+        "macro_f1",
+        "balanced_accuracy",
+        "average_precision",
+    ]
     return pd.DataFrame(rows, columns=None if rows else base)
 
 
@@ -141,13 +173,22 @@ def table1(frame: pd.DataFrame) -> pd.DataFrame:
         paper_value = np.nan
         if feature_set in paper.index and paper_label in paper.columns:
             paper_value = float(paper.loc[feature_set, paper_label])
-        rows.append({
-            "feature_set": feature_set, "model": label, "accuracy": acc, "accuracy_sd": sd,
-            "ci_low": low, "ci_high": high,
-            "per_bag_accuracy": bag_acc, "per_bag_accuracy_sd": bag_sd, "n_seeds": len(group),
-            "test_tracks": _first(group, "n_tracks"), "test_albums": _first(group, "n_albums"),
-            "paper_accuracy": paper_value,
-        })
+        rows.append(
+            {
+                "feature_set": feature_set,
+                "model": label,
+                "accuracy": acc,
+                "accuracy_sd": sd,
+                "ci_low": low,
+                "ci_high": high,
+                "per_bag_accuracy": bag_acc,
+                "per_bag_accuracy_sd": bag_sd,
+                "n_seeds": len(group),
+                "test_tracks": _first(group, "n_tracks"),
+                "test_albums": _first(group, "n_albums"),
+                "paper_accuracy": paper_value,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -183,8 +224,23 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
             for k in _KS:
                 row[f"published {tail} top{k}"] = paper.loc[paper_label, f"{tag}_top{k}"] if paper_label else ""
         rows.append(row)
-    base = ["notebook", "cell", "label", "feature_set", "model", "pooling", "seed", "evaluation", "path",
-            "accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision"]
+    base = [
+        "notebook",
+        "cell",
+        "label",
+        "feature_set",
+        "model",
+        "pooling",
+        "seed",
+        "evaluation",
+        "path",
+        "accuracy",
+        "track_accuracy",
+        "bag_accuracy",
+        "macro_f1",
+        "balanced_accuracy",
+        "average_precision",
+    ]
     return pd.DataFrame(rows, columns=None if rows else base)
 
 
@@ -213,8 +269,19 @@ def paired_comparisons(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
     """
     from mattlib.evaluation.metrics import paired_difference
 
-    columns = ["feature_set", "comparison", "n_seeds", "difference", "ci_low", "ci_high", "seed_sd",
-               "a_wins", "b_wins", "test_tracks", "test_albums"]
+    columns = [
+        "feature_set",
+        "comparison",
+        "n_seeds",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "seed_sd",
+        "a_wins",
+        "b_wins",
+        "test_tracks",
+        "test_albums",
+    ]
     if frame.empty or "path" not in frame:
         return pd.DataFrame(columns=columns)
     frame = frame[frame["evaluation"] == "bags"]
@@ -228,14 +295,19 @@ def paired_comparisons(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
         if column not in preds or "album" not in preds:
             continue
         correct[(row["feature_set"], row["label"], int(row["seed"]))] = pd.DataFrame(
-            {"album": preds["album"].astype(str).to_numpy(),
-             "correct": (preds[column] == preds["genre"]).astype(float).to_numpy()},
-            index=preds["track_id"].to_numpy())
+            {
+                "album": preds["album"].astype(str).to_numpy(),
+                "correct": (preds[column] == preds["genre"]).astype(float).to_numpy(),
+            },
+            index=preds["track_id"].to_numpy(),
+        )
     rows = []
     for feature_set, group in frame.groupby("feature_set", sort=False):
         for a, b in _comparisons(set(group["label"])):
-            seeds = sorted({s for (f, lab, s) in correct if f == feature_set and lab == a}
-                           & {s for (f, lab, s) in correct if f == feature_set and lab == b})
+            seeds = sorted(
+                {s for (f, lab, s) in correct if f == feature_set and lab == a}
+                & {s for (f, lab, s) in correct if f == feature_set and lab == b}
+            )
             if not seeds:
                 continue
             ca = pd.concat([correct[(feature_set, a, s)]["correct"] for s in seeds], axis=1)
@@ -243,18 +315,23 @@ def paired_comparisons(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
             tracks = ca.index.intersection(cb.index)
             ca, cb = ca.loc[tracks], cb.loc[tracks]
             albums = correct[(feature_set, a, seeds[0])].loc[tracks, "album"]
-            paired = paired_difference(ca.mean(axis=1), cb.mean(axis=1), albums.to_numpy(),
-                                       n_boot=n_boot, seed=seed)
+            paired = paired_difference(ca.mean(axis=1), cb.mean(axis=1), albums.to_numpy(), n_boot=n_boot, seed=seed)
             per_seed = (ca.to_numpy() - cb.to_numpy()).mean(axis=0) * 100
-            rows.append({
-                "feature_set": feature_set, "comparison": f"{a} − {b}", "n_seeds": len(seeds),
-                "difference": float(per_seed.mean()), "ci_low": 100 * paired["low"],
-                "ci_high": 100 * paired["high"],
-                "seed_sd": float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else np.nan,
-                "a_wins": int(((ca.to_numpy() == 1) & (cb.to_numpy() == 0)).sum()),
-                "b_wins": int(((ca.to_numpy() == 0) & (cb.to_numpy() == 1)).sum()),
-                "test_tracks": paired["n_tracks"], "test_albums": paired["n_units"],
-            })
+            rows.append(
+                {
+                    "feature_set": feature_set,
+                    "comparison": f"{a} − {b}",
+                    "n_seeds": len(seeds),
+                    "difference": float(per_seed.mean()),
+                    "ci_low": 100 * paired["low"],
+                    "ci_high": 100 * paired["high"],
+                    "seed_sd": float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else np.nan,
+                    "a_wins": int(((ca.to_numpy() == 1) & (cb.to_numpy() == 0)).sum()),
+                    "b_wins": int(((ca.to_numpy() == 0) & (cb.to_numpy() == 1)).sum()),
+                    "test_tracks": paired["n_tracks"],
+                    "test_albums": paired["n_units"],
+                }
+            )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -292,8 +369,10 @@ def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
 
     divs = []
     # MATT / gated attention first (mean pooling's weights are uniform by construction)
-    paths = sorted(run_dir.glob("05_matt/*/attention.json"),
-                   key=lambda p: ("matt" not in p.parent.name, "mel" in p.parent.name, p.parent.name))
+    paths = sorted(
+        run_dir.glob("05_matt/*/attention.json"),
+        key=lambda p: ("matt" not in p.parent.name, "mel" in p.parent.name, p.parent.name),
+    )
     paths = paths or sorted(run_dir.glob("*/*/attention.json"))
     for path in paths[:3]:
         data = json.loads(path.read_text())
@@ -320,21 +399,41 @@ def table1_wide(t1: pd.DataFrame) -> pd.DataFrame:
         return text
 
     wide = t1.assign(cell=t1.apply(cell, axis=1)).pivot(index="feature_set", columns="model", values="cell")
-    order = [m for m in ("LR", "KNN", "SVM", "MLP (sklearn)", "MLP (torch)", "MLP (torch)+late", "MLP+MIL",
-                         "MLP+MATT", "MLP+MATT (bilinear)", "CRNN", "CRNN+late", "CRNN+MIL", "CRNN+MATT",
-                         "CRNN-TF", "CRNN-TF+late", "CRNN-TF+MIL", "CRNN-TF+MATT") if m in wide.columns]
+    order = [
+        m
+        for m in (
+            "LR",
+            "KNN",
+            "SVM",
+            "MLP (sklearn)",
+            "MLP (torch)",
+            "MLP (torch)+late",
+            "MLP+MIL",
+            "MLP+MATT",
+            "MLP+MATT (bilinear)",
+            "CRNN",
+            "CRNN+late",
+            "CRNN+MIL",
+            "CRNN+MATT",
+            "CRNN-TF",
+            "CRNN-TF+late",
+            "CRNN-TF+MIL",
+            "CRNN-TF+MATT",
+        )
+        if m in wide.columns
+    ]
     wide = wide[order + sorted(c for c in wide.columns if c not in order)]
     wide.columns.name = None
     if "test_tracks" in t1:
-        support = t1.groupby("feature_set", sort=False).agg(test_tracks=("test_tracks", "first"),
-                                                            test_albums=("test_albums", "first"))
+        support = t1.groupby("feature_set", sort=False).agg(
+            test_tracks=("test_tracks", "first"), test_albums=("test_albums", "first")
+        )
         wide = wide.join(support)
     return wide.fillna("–").reset_index()
 
 
 def _format(table: pd.DataFrame) -> str:
-    return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0,
-                         classes="table")
+    return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -388,7 +487,8 @@ def build_report(run_dir: str | Path) -> Path:
         _format(table1_wide(t1)) if not t1.empty else "<p>no model results yet</p>",
         "<details><summary>Table I in full (track- and bag-level accuracy, sd, seeds)</summary>",
         "<p class='note'><b>per_bag_accuracy</b>: test bags against their majority genre.</p>",
-        _format(t1) if not t1.empty else "", "</details>",
+        _format(t1) if not t1.empty else "",
+        "</details>",
         "<h2>Paired comparisons — the same test albums</h2>",
         "<p class='note'>Difference in test track accuracy (percentage points, A − B, mean over the "
         "seeds both ran), its 95 % CI from a paired bootstrap over test albums of the seed-averaged "
@@ -402,7 +502,8 @@ def build_report(run_dir: str | Path) -> Path:
         "<b>paper_sets</b>: the paper's own sets (its &lt;100 also held International); "
         "<b>published</b>: the paper's Table II, shown only beside the features the paper used "
         "(all 518 for LR … MLP+MATT, the log-mel for the CRNNs).</p>",
-        _format(t2[[c for c in t2.columns if not c.startswith("paper_sets")]]) if not t2.empty
+        _format(t2[[c for c in t2.columns if not c.startswith("paper_sets")]])
+        if not t2.empty
         else "<p>no model results yet</p>",
         "<details><summary>Table II on the paper's own tail sets</summary>",
         _format(t2[[c for c in t2.columns if not c.startswith(("ours", "published"))]]) if not t2.empty else "",
@@ -410,8 +511,7 @@ def build_report(run_dir: str | Path) -> Path:
         "<h2>Precision–recall</h2><img src='pr_curves.png' style='max-width:1100px'>",
     ]
     if case_rows:
-        parts += ["<h2>Case study — trained on bags, tested on single tracks</h2>",
-                  _format(pd.DataFrame(case_rows))]
+        parts += ["<h2>Case study — trained on bags, tested on single tracks</h2>", _format(pd.DataFrame(case_rows))]
     if attention:
         parts += ["<h2>Attention over a few bags</h2>", *attention]
     parts.append("<h2>Executed notebooks</h2><ul>")
@@ -421,4 +521,3 @@ def build_report(run_dir: str | Path) -> Path:
     index = out / "index.html"
     index.write_text("\n".join(parts))
     return index
-

@@ -32,16 +32,22 @@ _INLINE_PLOTLY = re.compile(r"<script[^>]*>\s*/\*\*\s*\* plotly\.js v.*?</script
 
 # the lab template without its CDN scripts; the report's shared plotly.js and MathJax 3 instead
 # (tex-svg-full: every TeX extension and SVG glyphs in one file, so nothing else is fetched)
-_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}<script charset="utf-8" src="../""" + PLOTLY_JS + """"></script>{%- endblock -%}
+_TEMPLATE = (
+    """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}<script charset="utf-8" src="../"""
+    + PLOTLY_JS
+    + """"></script>{%- endblock -%}
 {%- block jupyter_widgets -%}{%- endblock -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}
 {%- block html_head_js_mathjax -%}
 <script>window.MathJax = {tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], processEscapes: true,
   tags: "ams"}, options: {enableMenu: false}};</script>
-<script src="../""" + MATHJAX_JS + """" id="MathJax-script"></script>
+<script src="../"""
+    + MATHJAX_JS
+    + """" id="MathJax-script"></script>
 {%- endblock -%}
 """
+)
 
 
 def write_assets(out_dir: str | Path) -> None:
@@ -59,8 +65,9 @@ def _exporter():
     import jinja2
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"mattlib_report.html.j2": _TEMPLATE})],
-                            template_file="mattlib_report.html.j2")
+    exporter = HTMLExporter(
+        extra_loaders=[jinja2.DictLoader({"mattlib_report.html.j2": _TEMPLATE})], template_file="mattlib_report.html.j2"
+    )
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     return exporter
@@ -103,8 +110,7 @@ def _static(output: dict) -> dict:
     figure = output.get("data", {}).get(_PLOTLY_JSON)
     if figure is None:
         return output
-    html = go.Figure(figure, skip_invalid=True).to_html(full_html=False, include_plotlyjs=False,
-                                                        include_mathjax=False)
+    html = go.Figure(figure, skip_invalid=True).to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)
     return {**output, "data": {"text/html": html}}
 
 
@@ -113,8 +119,13 @@ def _offline(nb):
     widget view replaced by its saved last view."""
     nb = copy.deepcopy(nb)
     state = nb.metadata.pop("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
-    note = {"output_type": "display_data", "metadata": {}, "data": {
-        "text/html": "<p><i>The interactive widget's last view (open the notebook in JupyterLab to use it):</i></p>"}}
+    note = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "text/html": "<p><i>The interactive widget's last view (open the notebook in JupyterLab to use it):</i></p>"
+        },
+    }
     for cell in nb.cells:
         if "outputs" not in cell:
             continue

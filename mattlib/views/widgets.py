@@ -44,26 +44,32 @@ def _query_weights(bag: dict, genre: str) -> np.ndarray:
 def bag_attention_figure(bag: dict, classes: list[str]) -> go.Figure:
     """Attention of each track of ``bag`` under the true and predicted genre queries (bars),
     and the bag's genre scores."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42],
-                        subplot_titles=("attention per track", "genre scores"))
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.58, 0.42], subplot_titles=("attention per track", "genre scores")
+    )
     labels = [f"{t} ({g})" for t, g in zip(bag["tracks"], bag["track_genres"])]
     shown = [bag["true_genre"]]
     if bag["pred_genre"] != bag["true_genre"]:
         shown.append(bag["pred_genre"])
     single = bag["queries"] == ["bag"]
     for genre, colour in zip(shown, ("#4C72B0", "#C44E52")):
-        name = "attention" if single else f"query: {genre}" + (" (true)" if genre == bag["true_genre"] else " (predicted)")
+        name = (
+            "attention" if single else f"query: {genre}" + (" (true)" if genre == bag["true_genre"] else " (predicted)")
+        )
         fig.add_trace(go.Bar(x=labels, y=_query_weights(bag, genre), name=name, marker_color=colour), 1, 1)
         if single:
             break
     scores = np.asarray(bag["scores"], dtype=float)
-    colours = ["#55A868" if c == bag["true_genre"] else ("#C44E52" if c == bag["pred_genre"] else "#bbbbbb")
-               for c in classes]
+    colours = [
+        "#55A868" if c == bag["true_genre"] else ("#C44E52" if c == bag["pred_genre"] else "#bbbbbb") for c in classes
+    ]
     fig.add_trace(go.Bar(x=classes, y=scores, marker_color=colours, name="score", showlegend=False), 1, 2)
     verdict = "correct" if bag["pred_genre"] == bag["true_genre"] else "wrong"
     fig.update_layout(
         title=f"bag {bag['bag_id']}: true {bag['true_genre']}, predicted {bag['pred_genre']} ({verdict})",
-        barmode="group", height=360, margin=dict(t=60, b=90, l=40, r=10),
+        barmode="group",
+        height=360,
+        margin=dict(t=60, b=90, l=40, r=10),
         legend=dict(orientation="h", y=-0.35),
     )
     fig.update_yaxes(range=[0, 1], row=1, col=1)
@@ -80,8 +86,9 @@ def static_attention_figures(data: dict, *, max_bags: int = 3) -> list[go.Figure
     return [bag_attention_figure(b, data["classes"]) for b in chosen]
 
 
-def filter_bags(bags: list[dict], *, split: str = _ALL, true_genre: str = _ALL,
-                pred_genre: str = _ALL, outcome: str = _ALL) -> list[dict]:
+def filter_bags(
+    bags: list[dict], *, split: str = _ALL, true_genre: str = _ALL, pred_genre: str = _ALL, outcome: str = _ALL
+) -> list[dict]:
     """Bags matching every filter (``"(all)"`` matches anything; outcome: correct / wrong)."""
     keep = []
     for bag in bags:
@@ -132,8 +139,13 @@ class AttentionExplorer:
         The figure for the current bag (updated by every callback).
     """
 
-    def __init__(self, data: dict, *, mel_lookup: Callable[[int], np.ndarray] | None = None,
-                 audio_lookup: Callable[[int], Path] | None = None) -> None:
+    def __init__(
+        self,
+        data: dict,
+        *,
+        mel_lookup: Callable[[int], np.ndarray] | None = None,
+        audio_lookup: Callable[[int], Path] | None = None,
+    ) -> None:
         import ipywidgets as w
 
         if not data.get("bags"):
@@ -165,11 +177,16 @@ class AttentionExplorer:
             control.observe(self._on_filter, names="value")
         self.bag.observe(self._on_bag, names="value")
         self.track.observe(self._on_track, names="value")
-        self.widget = w.VBox([
-            w.HBox([self.split, self.true_genre, self.pred_genre]), self.outcome,
-            w.HBox([self.bag, self.status]), self.chart,
-            w.HBox([self.track, self.play, self.audio_box]), self.mel_out,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.split, self.true_genre, self.pred_genre]),
+                self.outcome,
+                w.HBox([self.bag, self.status]),
+                self.chart,
+                w.HBox([self.track, self.play, self.audio_box]),
+                self.mel_out,
+            ]
+        )
         self._on_filter()
 
     def _ipython_display_(self) -> None:
@@ -179,14 +196,22 @@ class AttentionExplorer:
 
     @property
     def visible_bags(self) -> list[dict]:
-        return filter_bags(self.data["bags"], split=self.split.value, true_genre=self.true_genre.value,
-                           pred_genre=self.pred_genre.value, outcome=self.outcome.value)
+        return filter_bags(
+            self.data["bags"],
+            split=self.split.value,
+            true_genre=self.true_genre.value,
+            pred_genre=self.pred_genre.value,
+            outcome=self.outcome.value,
+        )
 
     def _on_filter(self, _change: Any = None) -> None:
         bags = self.visible_bags
         self.status.value = f"&nbsp;{len(bags)} bag(s) match"
-        options = [(f"{b['bag_id']} · {len(b['tracks'])} tracks · {b['true_genre']} → {b['pred_genre']}", i)
-                   for i, b in enumerate(self.data["bags"]) if b in bags]
+        options = [
+            (f"{b['bag_id']} · {len(b['tracks'])} tracks · {b['true_genre']} → {b['pred_genre']}", i)
+            for i, b in enumerate(self.data["bags"])
+            if b in bags
+        ]
         self.bag.options = options
         self.bag.value = options[0][1] if options else None
         if not options:
@@ -228,9 +253,13 @@ class AttentionExplorer:
         if self.mel_lookup is not None:
             mel = np.round(np.asarray(self.mel_lookup(track_id), dtype=float), 1)  # dB; keeps state small
             self.mel_figure = go.Figure(go.Heatmap(z=mel, colorscale="Magma", colorbar=dict(title="dB")))
-            self.mel_figure.update_layout(title=f"log-mel of track {track_id}", height=260,
-                                          margin=dict(t=40, b=30, l=40, r=10),
-                                          xaxis_title="frame", yaxis_title="mel band")
+            self.mel_figure.update_layout(
+                title=f"log-mel of track {track_id}",
+                height=260,
+                margin=dict(t=40, b=30, l=40, r=10),
+                xaxis_title="frame",
+                yaxis_title="mel band",
+            )
         _set_output(self.mel_out, self.mel_figure)
         self.audio_box.children = []
 
