@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -134,6 +135,13 @@ def _init_worker(parent: int) -> None:
 # -- worker functions (module level: picklable) --
 
 
+def _in_one_blas_thread(fn: Callable, chunk: list):
+    """``fn(chunk)`` as a local worker runs it: one BLAS/OpenMP thread, warnings off."""
+    with _single_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(chunk)
+
+
 def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, bool, str | None]]:
     out = []
     for tid, path in items:
@@ -187,7 +195,8 @@ def _run(
     ``executor``) and feed results to ``on_result`` in the main process, at most ``2 * jobs``
     chunks in flight (bounded memory)."""
     if executor is not None:  # mattlib.executors.RayExecutor: one CPU task per chunk
-        for res in executor.map_unordered(fn, chunks):
+        # the same one-BLAS-thread setting as a local worker, so both give the same bytes
+        for res in executor.map_unordered(functools.partial(_in_one_blas_thread, fn), chunks):
             on_result(res)
             bar.update(len(res))
         return
