@@ -219,7 +219,7 @@ def test_cli_errors_are_clear(tmp_path):
     out = matt("features", "--root", str(tmp_path), "--kind", "mfcc", "--out", str(tmp_path / "c"))
     assert out.returncode == 2 and "invalid choice: 'mfcc'" in out.stderr
     out = matt("study", "--data", str(tmp_path / "nowhere"))
-    assert out.returncode == 2 and "no FMA metadata under" in out.stderr
+    assert out.returncode == 2 and "no dataset found at" in out.stderr and "matt demo-data" in out.stderr
     out = matt("demo-data", "--out", str(tmp_path / "demo"), "--tracks", "50")
     assert out.returncode == 2 and "matt demo-data: error:" in out.stderr and "n_tracks" in out.stderr
 
