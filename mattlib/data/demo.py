@@ -77,25 +77,7 @@ DEFAULT_N_TRACKS = 600
 # Bump when the generator changes, so a stale demo is regenerated.
 _GENERATOR_VERSION = 1
 
-#: Training-split track counts per top genre on the real fma_medium, largest first.
-FMA_MEDIUM_TRAINING_COUNTS: dict[str, int] = {
-    "Rock": 5681,
-    "Electronic": 5050,
-    "Experimental": 1801,
-    "Hip-Hop": 1761,
-    "Folk": 1215,
-    "Instrumental": 1045,
-    "Pop": 945,
-    "International": 814,
-    "Classical": 495,
-    "Old-Time / Historic": 408,
-    "Jazz": 306,
-    "Country": 142,
-    "Soul-RnB": 94,
-    "Spoken": 94,
-    "Blues": 58,
-    "Easy Listening": 13,
-}
+FMA_MEDIUM_TRAINING_COUNTS = fma.FMA_MEDIUM_TRAIN_COUNTS  # the long tail the demo imitates
 #: Tracks per split on the real fma_medium (small ∪ medium): 25,000 in all.
 FMA_MEDIUM_SPLITS = {"training": 19922, "validation": 2505, "test": 2573}
 # FMA-like bag shapes at full size: tracks per album ~ size**-1.7 on 1..25 (mean ~3.4 tracks, as

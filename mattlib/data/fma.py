@@ -27,6 +27,8 @@ __all__ = [
     "FMADataError",
     "SUBSETS",
     "SPLITS",
+    "FMA_MEDIUM_TRAIN_TRACKS",
+    "FMA_MEDIUM_TRAIN_COUNTS",
     "load_tracks",
     "load_genres",
     "load_features",
@@ -47,6 +49,27 @@ __all__ = [
 SUBSETS = ("small", "medium", "large")
 #: FMA's artist-disjoint splits.
 SPLITS = ("training", "validation", "test")
+#: Training tracks of FMA medium; the paper's tail thresholds (100, 200) refer to this size.
+FMA_MEDIUM_TRAIN_TRACKS = 19_922
+#: Training tracks per top genre on FMA medium, largest first (the long tail the paper studies).
+FMA_MEDIUM_TRAIN_COUNTS: dict[str, int] = {
+    "Rock": 5681,
+    "Electronic": 5050,
+    "Experimental": 1801,
+    "Hip-Hop": 1761,
+    "Folk": 1215,
+    "Instrumental": 1045,
+    "Pop": 945,
+    "International": 814,
+    "Classical": 495,
+    "Old-Time / Historic": 408,
+    "Jazz": 306,
+    "Country": 142,
+    "Soul-RnB": 94,
+    "Spoken": 94,
+    "Blues": 58,
+    "Easy Listening": 13,
+}
 
 _DOWNLOAD_HINT = (
     "Download fma_metadata.zip from https://github.com/mdeff/fma and unpack it under the data "

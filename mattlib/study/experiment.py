@@ -47,27 +47,7 @@ __all__ = [
     "run_case_study",
 ]
 
-#: Training tracks of FMA medium; the paper's tail thresholds (100, 200) refer to this size.
-FMA_MEDIUM_TRAIN_TRACKS = 19_922
-#: Training tracks per top genre on FMA medium (the long tail the paper studies).
-FMA_MEDIUM_TRAIN_COUNTS = {
-    "Rock": 5681,
-    "Electronic": 5050,
-    "Experimental": 1801,
-    "Hip-Hop": 1761,
-    "Folk": 1215,
-    "Instrumental": 1045,
-    "Pop": 945,
-    "International": 814,
-    "Classical": 495,
-    "Old-Time / Historic": 408,
-    "Jazz": 306,
-    "Country": 142,
-    "Soul-RnB": 94,
-    "Spoken": 94,
-    "Blues": 58,
-    "Easy Listening": 13,
-}
+FMA_MEDIUM_TRAIN_TRACKS, FMA_MEDIUM_TRAIN_COUNTS = fma.FMA_MEDIUM_TRAIN_TRACKS, fma.FMA_MEDIUM_TRAIN_COUNTS
 _LABELS = {"lr": "LR", "knn": "KNN", "svm": "SVM", "mlp": "MLP", "crnn": "CRNN", "crnn_tf": "CRNN-TF"}
 _POOL_SUFFIX = {"none": "", "late": "+late", "mean": "+MIL", "max": "+MIL-max", "matt": "+MATT", "gated": "+gated"}
 
