@@ -68,28 +68,12 @@ def _features(args: argparse.Namespace) -> int:
         settings = features.MelSettings(**_mel_overrides(args))
     if args.audio_dir is None and args.root is None:
         raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
+    common = dict(kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, repair=args.repair)
     with executors.open_executor(args.executor, address=args.address) as executor:
         if args.audio_dir is not None:
-            report = features.extract_audio_dir(
-                args.audio_dir,
-                kind=args.kind,
-                out=args.out,
-                jobs=args.jobs,
-                settings=settings,
-                repair=args.repair,
-                executor=executor,
-            )
+            report = features.extract_audio_dir(args.audio_dir, executor=executor, **common)
         else:
-            report = features.extract_subset(
-                args.root,
-                subset=args.subset,
-                kind=args.kind,
-                out=args.out,
-                jobs=args.jobs,
-                settings=settings,
-                repair=args.repair,
-                executor=executor,
-            )
+            report = features.extract_subset(args.root, subset=args.subset, executor=executor, **common)
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
 

@@ -693,12 +693,11 @@ def extract_subset(
     Audio is looked up as ``<root>/fma_<subset>/XXX/XXXXXX.mp3`` (the subset's own folder holds
     the smaller subsets' clips too, as FMA distributes them).  See :func:`extract`.
     """
-    from mattlib.data import fma
+    from mattlib.data.datasets import FMADataset
 
     if kind not in KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    tracks = fma.subset_tracks(fma.load_tracks(root), subset)
-    paths = {int(t): fma.audio_path(root, int(t), subset=subset) for t in tracks.index}
+    paths = FMADataset(root).audio_paths(subset=subset)
     return extract(
         paths,
         kind=kind,

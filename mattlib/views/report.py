@@ -64,6 +64,26 @@ def paper_table2() -> pd.DataFrame:
     return pd.read_csv(path, index_col=0, dtype=str)
 
 
+#: Columns of :func:`collect`'s table when a run has no results yet.
+_COLLECT_COLUMNS = [
+    "notebook",
+    "cell",
+    "label",
+    "feature_set",
+    "model",
+    "pooling",
+    "seed",
+    "evaluation",
+    "path",
+    "accuracy",
+    "track_accuracy",
+    "bag_accuracy",
+    "macro_f1",
+    "balanced_accuracy",
+    "average_precision",
+]
+
+
 def _entries(run_dir: str | Path):
     """(metrics.json path, entry, training counts) for every reported model of a run."""
     for path in sorted(Path(run_dir).glob(f"*/*/{METRICS_FILE}")):
@@ -114,24 +134,7 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         for group, value in (summary.get("group_recall") or {}).items():
             row[f"group|{group}"] = value
         rows.append(row)
-    base = [
-        "notebook",
-        "cell",
-        "label",
-        "feature_set",
-        "model",
-        "pooling",
-        "seed",
-        "evaluation",
-        "path",
-        "accuracy",
-        "track_accuracy",
-        "bag_accuracy",
-        "macro_f1",
-        "balanced_accuracy",
-        "average_precision",
-    ]
-    return pd.DataFrame(rows, columns=None if rows else base)
+    return pd.DataFrame(rows, columns=None if rows else _COLLECT_COLUMNS)
 
 
 def _mean_sd(group: pd.Series) -> tuple[float, float]:
@@ -224,24 +227,7 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
             for k in _KS:
                 row[f"published {tail} top{k}"] = paper.loc[paper_label, f"{tag}_top{k}"] if paper_label else ""
         rows.append(row)
-    base = [
-        "notebook",
-        "cell",
-        "label",
-        "feature_set",
-        "model",
-        "pooling",
-        "seed",
-        "evaluation",
-        "path",
-        "accuracy",
-        "track_accuracy",
-        "bag_accuracy",
-        "macro_f1",
-        "balanced_accuracy",
-        "average_precision",
-    ]
-    return pd.DataFrame(rows, columns=None if rows else base)
+    return pd.DataFrame(rows)
 
 
 def _comparisons(labels: set[str]) -> list[tuple[str, str]]:
