@@ -24,6 +24,7 @@ Adding a dataset is one class with these methods and one line in :data:`DATASETS
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -96,8 +97,12 @@ class FMADataset(Dataset):
     def looks_like(cls, root: Path) -> bool:
         return (root / "fma_metadata" / "tracks.csv").exists()
 
+    @functools.cached_property
+    def _all_tracks(self) -> pd.DataFrame:
+        return fma.load_tracks(self.root)  # parsed once per dataset object (slow on FMA's 106,574 rows)
+
     def tracks(self, *, subset: str = "medium") -> pd.DataFrame:
-        table = fma.subset_tracks(fma.load_tracks(self.root), subset)
+        table = fma.subset_tracks(self._all_tracks, subset)
         flat = pd.DataFrame(
             {
                 "album_id": table[("album", "id")].fillna(-1).astype(np.int64).to_numpy(),
@@ -113,7 +118,7 @@ class FMADataset(Dataset):
         return fma.top_genres(fma.load_genres(self.root))
 
     def audio_paths(self, *, subset: str = "medium") -> dict[int, Path]:
-        ids = fma.subset_tracks(fma.load_tracks(self.root), subset).index
+        ids = fma.subset_tracks(self._all_tracks, subset).index
         return {int(t): fma.audio_path(self.root, int(t), subset=subset) for t in ids}
 
     def official_features_path(self) -> Path | None:
@@ -141,21 +146,26 @@ class CollectionDataset(Dataset):
     def _table(self) -> pd.DataFrame:
         path = self.root / self.FILE
         if not path.exists():
-            raise DatasetError(f"collection file not found: {path}; write one with columns "
-                               f"{', '.join(_COLLECTION_COLUMNS)}, audio (mattlib.data.datasets.write_collection)")
+            raise DatasetError(
+                f"collection file not found: {path}; write one with columns "
+                f"{', '.join(_COLLECTION_COLUMNS)}, audio (mattlib.data.datasets.write_collection)"
+            )
         try:
             table = pd.read_csv(path, dtype={"genre": "string", "split": "string", "audio": "string"})
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             raise DatasetError(f"{path}: cannot parse as a collection CSV ({err})") from None
         missing = [c for c in _COLLECTION_COLUMNS if c not in table.columns]
         if missing:
-            raise DatasetError(f"{path}: missing column(s) {missing}; a collection needs "
-                               f"{', '.join(_COLLECTION_COLUMNS)} (+ audio)")
+            raise DatasetError(
+                f"{path}: missing column(s) {missing}; a collection needs {', '.join(_COLLECTION_COLUMNS)} (+ audio)"
+            )
         incomplete = table[["track_id", "artist_id", "genre", "split"]].isna().any(axis=1)
         if incomplete.any():
             row = int(np.flatnonzero(incomplete.to_numpy())[0]) + 2  # 1-based, after the header
-            raise DatasetError(f"{path}: line {row} is incomplete (track_id, artist_id, genre and "
-                               "split are required); is the file cut short? Re-export it.")
+            raise DatasetError(
+                f"{path}: line {row} is incomplete (track_id, artist_id, genre and "
+                "split are required); is the file cut short? Re-export it."
+            )
         for column in ("track_id", "artist_id"):
             values = pd.to_numeric(table[column], errors="coerce")
             if values.isna().any() or (values % 1 != 0).any():
@@ -168,8 +178,7 @@ class CollectionDataset(Dataset):
             raise DatasetError(f"{path}: duplicate track_id {dup}")
         unknown = sorted(set(table["split"]) - set(fma.SPLITS))
         if unknown:
-            raise DatasetError(f"{path}: column split has unknown value(s) {unknown}; valid: "
-                               f"{', '.join(fma.SPLITS)}")
+            raise DatasetError(f"{path}: column split has unknown value(s) {unknown}; valid: {', '.join(fma.SPLITS)}")
         return table.set_index("track_id")
 
     def tracks(self, *, subset: str = "medium") -> pd.DataFrame:
