@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,ray]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mattlib)" >/dev/null
 	$(BIN)/python -m ipykernel install --user --name mattlib --display-name "Python (mattlib)" >/dev/null
+	@# librosa's numba kernels compiled into their cache once, at install (else every feature worker's first clip takes ~40 s)
+	$(BIN)/python -c "import numpy as np; from mattlib.features import stats; stats.fma518_vector(np.random.default_rng(0).standard_normal(66150).astype(np.float32), sr=22050)"
 	touch $(STAMP)
 
 study: $(STAMP)

@@ -62,10 +62,12 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 def _features(args: argparse.Namespace) -> int:
     from mattlib import executors, features
+    from mattlib.study.settings import Settings
 
     settings = None
-    if args.kind == "mel":
-        settings = features.MelSettings(**_mel_overrides(args))
+    if args.kind == "mel":  # the --mel-* flags are Settings' mel_* fields; Settings validates them
+        given = {k: v for k, v in vars(args).items() if k.startswith("mel_") and v is not None}
+        settings = features.MelSettings(**Settings.from_parameters(given).mel)
     if args.audio_dir is None and args.root is None:
         raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
     common = dict(kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, repair=args.repair)
@@ -76,11 +78,6 @@ def _features(args: argparse.Namespace) -> int:
             report = features.extract_subset(args.root, subset=args.subset, executor=executor, **common)
     print(report)
     return 1 if report.failed and not report.done and not report.reused else 0
-
-
-def _mel_overrides(args: argparse.Namespace) -> dict:
-    keys = ("sr", "seconds", "n_mels", "hop_length", "n_fft", "crop")
-    return {k: getattr(args, f"mel_{k}") for k in keys if getattr(args, f"mel_{k}", None) is not None}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -174,15 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-extract what no longer matches the cache's manifest (damaged or cut files)",
     )
-    for name, typ in [
-        ("sr", int),
-        ("seconds", float),
-        ("n_mels", int),
-        ("hop_length", int),
-        ("n_fft", int),
-        ("crop", str),
-    ]:
-        p.add_argument(f"--mel-{name.replace('_', '-')}", dest=f"mel_{name}", type=typ, default=None)
+    from mattlib.study.settings import Settings
+
+    for name in Settings.names():  # one flag per mel_* setting, typed like its default
+        if name.startswith("mel_"):
+            default = getattr(Settings, name)
+            flag = "--" + name.replace("_", "-")
+            p.add_argument(flag, dest=name, type=type(default), default=None, help=f"default {default}")
     _executor_arguments(p)
     p.set_defaults(func=_features)
 

@@ -14,6 +14,7 @@ import yaml
 from mattlib.study import experiment, grid
 from mattlib.views import report
 
+PLOTLY = "application/vnd.plotly.v1+json"  # drawn by JupyterLab's plotly extension and the report
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 3, "patience": 3, "hidden": [32], "widths": [4, 8, 8, 8], "batch_size": 8}
 
@@ -131,8 +132,10 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert all(abs(sum(row) - 1) < 1e-3 for row in bag["attention"])
     # the executed notebook keeps static attention figures, viewable without a kernel
     nb = nbformat.read(matt_cell / "notebook.ipynb", as_version=4)
-    html_outputs = [o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
-    assert any("attention per track" in o["data"]["text/html"] for o in html_outputs)
+    figures = [o["data"][PLOTLY] for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
+    assert any("attention per track" in f["layout"]["title"]["text"] for f in figures)
+    html = [o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert not any("plotly.js v" in h for h in html)  # no inlined plotly.js (4.8 MB) per notebook
     assert "widgets" in nb.metadata  # widget state saved by papermill
 
     case = json.loads((run_dir / "07_case_study" / "all-mlp-matt" / "metrics.json").read_text())

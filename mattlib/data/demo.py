@@ -60,6 +60,7 @@ __all__ = [
     "DEMO_SUBSET",
     "DEMO_MARKER",
     "DEFAULT_N_TRACKS",
+    "DEFAULT_SECONDS",
     "FMA_MEDIUM_TRAINING_COUNTS",
     "TRACKS_COLUMNS",
     "FMA_MEDIUM_SPLITS",
@@ -74,6 +75,8 @@ DEMO_SUBSET = "medium"
 DEMO_MARKER = "demo_complete.json"
 #: Default number of tracks (fits the study's 10-minute budget on 2 CPU cores).
 DEFAULT_N_TRACKS = 600
+#: Clip length of the demo (s): FMA clips are 30 s; 6 s keeps `make study` within minutes on 2 cores.
+DEFAULT_SECONDS = 6.0
 # Bump when the generator changes, so a stale demo is regenerated.
 _GENERATOR_VERSION = 1
 
@@ -276,7 +279,7 @@ def generate_demo(
     out: str | Path,
     *,
     n_tracks: int = DEFAULT_N_TRACKS,
-    seconds: float = 10.0,
+    seconds: float = DEFAULT_SECONDS,
     seed: int = 0,
     sr: int = 22050,
     jobs: int = 2,
@@ -296,7 +299,7 @@ def generate_demo(
     n_tracks : int, default 600
         Number of tracks, at least ``16 * 7 = 112`` (every genre keeps 3 training, 2 validation
         and 2 test tracks).
-    seconds : float, default 10.0
+    seconds : float, default 6.0 (:data:`DEFAULT_SECONDS`)
         Clip duration in seconds (0.5 to 60).
     seed : int, default 0
         Seed; the same seed gives a byte-identical ``tracks.csv`` and the same audio.

@@ -470,7 +470,7 @@ def evaluate(
     bag_ids : (n_bags,) str
         The evaluated bags (e.g. ``Predictions.bag_ids``).
     scores : (n_bags, C) float
-        Bag scores (e.g. ``Predictions.scores`` or :func:`mattlib.models.mil.late_fusion`).
+        Bag scores (e.g. ``Predictions.scores`` or :func:`mattlib.models.fusion.late_fusion`).
     membership : DataFrame
         Membership covering these bags (other rows are ignored).
     classes : sequence of str

@@ -3,7 +3,7 @@
 Every baseline is a scikit-learn ``Pipeline([('scaler', StandardScaler()), ('clf', ...)])``:
 the scaler is fitted on the training data only, as part of ``fit`` (the paper's authors fed
 unscaled FMA statistics to these models). Each pipeline has ``predict_proba`` returning
-``(n_tracks, C)`` scores in ``classes_`` order, usable by :func:`mattlib.models.mil.late_fusion`.
+``(n_tracks, C)`` scores in ``classes_`` order, usable by :func:`mattlib.models.fusion.late_fusion`.
 
 SVM scores
 ----------

@@ -2,9 +2,13 @@
 
 The notebooks (03 baselines, 04 MIL, 05 MATT, 07 case study) are thin wrappers around::
 
-    data = load_study_data(data_root=..., subset=..., cache_dir=..., feature_set="all")
-    result = run_bag_model(data, model="mlp", pooling="matt", epochs=30, seed=0)
-    result.save(output_dir)
+    settings = Settings.for_notebook(globals())   # mattlib.study.settings: every setting, validated
+    data = load(settings)                         # load_study_data with the settings' fields
+    result = train(data, settings)                # run_baseline / run_bag_model, chosen by the model
+    result.save(settings.output_dir)
+
+(the keyword functions underneath, e.g. ``run_bag_model(data, model="mlp", pooling="matt")``, are
+the same API for scripts).
 
 :func:`load_study_data` builds the album–artist bags (:mod:`mattlib.data.bags`) of the tracks whose
 features exist (failed extractions are left out with a warning), the genre classes, the training
@@ -22,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,9 @@ from mattlib.evaluation import metrics
 from mattlib.evaluation.results import write_json, write_metrics
 from mattlib.study import choices
 
+if TYPE_CHECKING:
+    from mattlib.study.settings import Settings
+
 __all__ = [
     "FMA_MEDIUM_TRAIN_TRACKS",
     "StudyData",
@@ -41,6 +48,8 @@ __all__ = [
     "ExperimentResult",
     "tail_thresholds",
     "model_label",
+    "load",
+    "train",
     "load_study_data",
     "run_baseline",
     "run_bag_model",
@@ -162,6 +171,55 @@ class StudyData:
         return f"feature set {self.feature_set!r} {self.instance_shape}, {len(self.classes)} genres; " + "; ".join(
             parts
         )
+
+
+def load(settings: Settings) -> StudyData:
+    """:func:`load_study_data` for ``settings`` (its data root, dataset, subset, cache, feature set,
+    bag-size cap and log-mel)."""
+    return load_study_data(
+        data_root=settings.data_root,
+        dataset=settings.dataset,
+        subset=settings.subset,
+        cache_dir=settings.cache_dir,
+        feature_set=settings.feature_set,
+        max_bag_size=settings.max_bag_size,
+        mel=settings.mel,
+    )
+
+
+#: Settings that :func:`run_bag_model` / :func:`run_case_study` take as they are.
+_TRAINING_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "seed",
+    "device",
+    "patience",
+    "hidden",
+    "widths",
+    "matt_score",
+    "class_weights",
+    "logit_adjustment",
+)
+
+
+def train(data: StudyData, settings: Settings, *, case_study: bool = False) -> ExperimentResult:
+    """Fit and evaluate the model ``settings`` names: a scikit-learn baseline
+    (:func:`run_baseline`) for lr / knn / svm, and for ``mlp`` with ``pooling`` ``none``...``gated``
+    or a CRNN, the torch encoder (:func:`run_bag_model`; checkpoints under
+    ``<output_dir>/checkpoints``). ``case_study`` runs :func:`run_case_study` instead.
+
+    ``model: mlp`` is the torch MLP in 04 / 05 / 07; notebook 03 passes its scikit-learn MLP
+    through :func:`run_baseline` itself.
+    """
+    fit = {name: getattr(settings, name) for name in _TRAINING_SETTINGS}
+    checkpoints = Path(settings.output_dir) / "checkpoints"
+    if case_study:
+        return run_case_study(data, model=settings.model, pooling=settings.pooling, checkpoint_dir=checkpoints, **fit)
+    if settings.model in choices.BASELINES and settings.model not in choices.ENCODERS:
+        return run_baseline(data, model=settings.model, seed=settings.seed)
+    return run_bag_model(data, model=settings.model, pooling=settings.pooling, checkpoint_dir=checkpoints, **fit)
 
 
 def _row_map(store) -> dict[int, int]:
@@ -419,7 +477,7 @@ def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dic
 def _late_fusion_result(
     data: StudyData, *, track_scores: pd.DataFrame, model: str, label: str, seed: int
 ) -> ModelResult:
-    from mattlib.models.mil import late_fusion
+    from mattlib.models.fusion import late_fusion
 
     test = data.split("test")
     bag_scores = late_fusion(track_scores, test, classes=data.classes)

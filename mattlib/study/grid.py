@@ -408,7 +408,9 @@ def _cell_env(slot: int, jobs: int) -> dict[str, str]:
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env.setdefault(var, str(threads))
-    env.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
+    # figures as plotly JSON (drawn by JupyterLab's plotly extension and by the report), not as
+    # HTML that inlines 4.8 MB of plotly.js into every executed notebook (seconds per cell)
+    env.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     env["PYTHONWARNINGS"] = env.get("PYTHONWARNINGS", "ignore::DeprecationWarning")
     n_gpus = _gpu_count()
