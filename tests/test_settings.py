@@ -121,17 +121,29 @@ def _collection_with_features(root: Path) -> None:
 def test_the_study_runs_on_a_generic_collection(tmp_path, torch_one_thread):
     root = tmp_path / "collection"
     _collection_with_features(root)
-    data = experiment.load_study_data(data_root=root, cache_dir=tmp_path / "cache", feature_set="mfcc+contrast")
+    settings = Settings(data_root=str(root), cache_dir=str(tmp_path / "cache"), feature_set="mfcc+contrast")
+    data = experiment.load(settings)  # the notebooks' call: the settings object, handed on whole
     assert data.classes == ["ambient", "metal", "folk", "jazz"]  # largest training genres first (ties by name)
     test_bags = data.split("test").groupby("bag_id")["genre"].nunique()
     assert test_bags.max() == 2  # the mixed album stays one bag
     assert set(experiment.study_tail_sets(data.train_counts)) == {"<100", "<200"}
     run_dir = tmp_path / "run"
-    baseline = experiment.run_baseline(data, model="lr", seed=0)
+    baseline = experiment.train(data, settings.replace(model="lr"))  # a scikit-learn baseline
+    assert [r.label for r in baseline.results] == ["LR", "LR+late"]
     baseline.save(run_dir / "03_baselines" / "lr", notebook="03_baselines")
-    bag_model = experiment.run_bag_model(
-        data, model="mlp", pooling="matt", epochs=3, hidden=(32,), seed=0, device="cpu", patience=None
+    bag_model = experiment.train(
+        data,
+        settings.replace(
+            model="mlp",
+            pooling="matt",
+            epochs=3,
+            hidden=(32,),
+            device="cpu",
+            patience=None,
+            output_dir=str(tmp_path / "o"),
+        ),
     )
+    assert len(bag_model.history) == 3 and (tmp_path / "o" / "checkpoints" / "best.pt").exists()
     bag_model.save(run_dir / "05_matt" / "mlp", notebook="05_matt")
     frame = report.collect(run_dir)
     assert {"LR", "LR+late", "MLP+MATT"} <= set(frame["label"])
