@@ -4,7 +4,8 @@ params files with them before anything runs).
 Poolings and encoders are read from their registries (:data:`mattlib.models.mil.POOLINGS`,
 :data:`mattlib.models.encoders.ENCODERS`, torch-free dicts of ``"module:class"``) every time
 ``choices.POOLINGS`` / ``choices.ENCODERS`` / ``choices.MODELS`` is read, so a pooling registered
-there is valid everywhere. Feature sets and baselines are listed here; tests keep them equal to
+there is valid everywhere; :func:`feature_kinds` reads :data:`mattlib.features.kinds.KINDS`
+the same way. Feature sets and baselines are listed here; tests keep them equal to
 :mod:`mattlib.features` and :mod:`mattlib.models.baselines`.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 # POOLINGS, ENCODERS and MODELS are module attributes read live (see __getattr__), not in __all__
-__all__ = ["BASELINES", "FEATURE_SETS", "LATE", "encoders", "models", "poolings"]
+__all__ = ["BASELINES", "FEATURE_SETS", "LATE", "encoders", "feature_kinds", "models", "poolings"]
 
 #: Table I's feature sets (FMA's 518 statistics, grouped); see mattlib.features.FEATURE_SETS.
 FEATURE_SETS = (
@@ -44,6 +45,13 @@ def poolings() -> tuple[str, ...]:
     names = [name for name in registry if name != LATE]
     at = names.index("none") + 1 if "none" in names else 0
     return (*names[:at], LATE, *names[at:])
+
+
+def feature_kinds() -> tuple[str, ...]:
+    """What ``kind`` (feature extraction) accepts: the registry's kinds, then ``both`` (all of them)."""
+    from mattlib.features.kinds import KINDS
+
+    return (*KINDS, "both")
 
 
 def encoders() -> tuple[str, ...]:

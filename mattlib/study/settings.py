@@ -197,7 +197,7 @@ class Settings:
         "mel_hop_length": _POSITIVE_INT,
         "mel_n_fft": _POSITIVE_INT,
         "mel_crop": Options(("start", "centre", "center")),
-        "kind": Options(("fma518", "mel", "both")),
+        "kind": Options(choices.feature_kinds),
         "jobs": _POSITIVE_INT,
     }
     # settings that may also be None (no limit / not set)
