@@ -60,6 +60,15 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_kind(value: str) -> str:
+    """``--kind``: a key of the feature-kind registry (read only when the option is given)."""
+    from mattlib.features.kinds import KINDS
+
+    if value not in KINDS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(KINDS)})")
+    return value
+
+
 def _features(args: argparse.Namespace) -> int:
     from mattlib import executors, features
     from mattlib.study.settings import Settings
@@ -163,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="FMA root (holds fma_metadata/ and fma_<subset>/)")
     p.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
     p.add_argument("--audio-dir", type=Path, default=None, help="extract every *.mp3 below DIR")
-    p.add_argument("--kind", required=True, choices=["fma518", "mel"])
+    p.add_argument("--kind", required=True, type=_feature_kind, help="fma518, mel, ... (mattlib.features.kinds)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument(

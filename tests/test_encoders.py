@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mattlib.models.encoders import CRNN, CRNNTF, ENCODERS, MLPEncoder, _direction_orders, make_encoder
+from mattlib.models.encoders import CRNN, CRNNTF, ENCODERS, MLPEncoder, make_encoder
+from mattlib.models.encoders.crnn_tf import _direction_orders
 
 TINY = (4, 8, 8, 8)
 

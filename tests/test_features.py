@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from mattlib import features as F
-from mattlib.features import bulk
+from mattlib.features import mel as feature_mel
 from mattlib.features import stats as feature_stats
 from mattlib.features.audio import load_audio
 
@@ -334,7 +335,7 @@ def test_resume_fma518_does_not_recompute(tmp_path, monkeypatch):
             raise _Killed()
         return pd.Series(np.full(518, float(Path(path).stem), np.float32), index=F.fma518_columns())
 
-    monkeypatch.setattr(bulk, "compute_fma518", fake)
+    monkeypatch.setattr(feature_stats, "compute_fma518", fake)  # the fma518 kind's per-clip function calls it
     tracks = {t: CLIP2.with_name(f"{t:06d}.mp3") for t in range(1, 7)}
     with pytest.raises(_Killed):
         F.extract(tracks, kind="fma518", out=tmp_path, progress=False, chunk_size=1)
@@ -365,7 +366,7 @@ def test_resume_mel_does_not_recompute(tmp_path, monkeypatch):
             raise _Killed()
         return real_log_mel(y, settings)
 
-    monkeypatch.setattr(bulk, "log_mel", counting)
+    monkeypatch.setattr(feature_mel, "log_mel", counting)  # the mel kind's per-clip function calls it
     s = F.MelSettings(seconds=5.0)
     tracks = {t: [CLIP2, CLIP5, CLIP140][t % 3] for t in range(1, 6)}
     with pytest.raises(_Killed):
@@ -443,3 +444,37 @@ def test_notebook_02_features_runs(tmp_path):
     assert metrics["fma518_tracks"] == 3 and metrics["mel_tracks"] == 3
     assert metrics["mel_settings_id"] == "sr12000-n96-hop256-fft512-10s-start"
     assert sum(metrics["fma518_tracks_per_genre"].values()) == 3
+
+
+@dataclasses.dataclass(frozen=True)
+class _PeakSettings:
+    """Settings of a toy array kind: one (1, 4) float16 row per clip."""
+
+    shape: tuple = (1, 4)
+    settings_id: str = "four"
+
+    def to_dict(self):
+        return {"shape": list(self.shape)}
+
+
+def _peak_clip(path, settings):
+    y, _ = load_audio(path, sr=8000, duration=1.0)
+    y = np.abs(y[: 4 * (len(y) // 4)])
+    return y.reshape(4, -1).max(axis=1).reshape(settings.shape).astype(np.float16), False
+
+
+def test_a_feature_kind_registered_in_one_place_extracts_and_validates(tmp_path, monkeypatch):
+    from mattlib.features import kinds
+    from mattlib.study.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="unknown kind 'peak'; valid: fma518, mel, both"):
+        Settings(kind="peak")
+    kind = kinds.FeatureKind("peak", "array", f"{__name__}:_peak_clip", settings=f"{__name__}:_PeakSettings")
+    monkeypatch.setitem(kinds.KINDS, "peak", kind)
+    assert Settings(kind="peak").kind == "peak"
+    rep = F.extract({1: CLIP2, 2: tmp_path / "missing.mp3"}, kind="peak", out=tmp_path, progress=False)
+    assert (rep.kind, rep.done, rep.failed) == ("peak", 1, 1)
+    stored = np.load(tmp_path / "peak-four" / "mel.npy")  # the array store keeps the log-mel's file name
+    assert stored.shape == (2, 1, 4) and stored[0].max() > 0
+    with pytest.raises(ValueError, match="settings apply to kind='mel' / 'peak' only"):
+        F.extract({1: CLIP2}, kind="fma518", out=tmp_path, settings=_PeakSettings(), progress=False)

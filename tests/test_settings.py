@@ -1,6 +1,8 @@
 """One definition of every study setting: notebooks, params files, registries and paths agree."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,58 @@ def test_every_registered_name_is_accepted_everywhere(tmp_path):
         path = tmp_path / f"{pooling}.yaml"
         path.write_text(f"defaults: {{pooling: {pooling}}}\nnotebooks: [{{notebook: 04_mil}}]\n")
         grid.load_grid(path)
+
+
+_SUM_POOLING = """
+import torch
+
+from mattlib.models.mil.base import PooledLinear, check_bags, uniform_attention
+
+
+class SumPooling(PooledLinear):
+    def forward(self, instances, mask, labels=None):
+        check_bags(instances, mask, self.in_dim)
+        bag = (instances * mask.unsqueeze(-1)).sum(dim=1)
+        return self.classifier(self.drop(bag)), uniform_attention(mask, instances.dtype)
+"""
+
+
+def test_a_pooling_registered_in_one_place_is_valid_everywhere(tmp_path, monkeypatch):
+    """One module + one line in mil.POOLINGS: settings, params files, labels and make_pooling take it."""
+    from mattlib.models import mil
+
+    params = tmp_path / "sum.yaml"
+    params.write_text("defaults: {pooling: sum}\nnotebooks: [{notebook: 04_mil}]\n")
+    with pytest.raises(SettingsError, match="unknown pooling 'sum'"):
+        Settings(pooling="sum")
+    with pytest.raises(grid.GridError, match="sum"):
+        grid.load_grid(params)
+
+    (tmp_path / "sum_pooling.py").write_text(_SUM_POOLING)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setitem(mil.POOLINGS, "sum", "sum_pooling:SumPooling")
+
+    assert choices.POOLINGS[-1] == "sum" and choices.POOLINGS[:2] == ("none", "late")
+    assert Settings(pooling="sum").pooling == "sum"
+    grid.load_grid(params)
+    assert experiment.model_label("mlp", "sum") == "MLP+sum"
+    import torch
+
+    pooling = mil.make_pooling("sum", in_dim=3, n_classes=2)
+    assert type(pooling).__name__ == "SumPooling"
+    logits, attention = pooling(torch.ones(2, 4, 3), torch.tensor([[True] * 4, [True, False, False, False]]))
+    assert logits.shape == (2, 2) and attention[1].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_settings_and_the_registries_load_without_torch():
+    """The params-file validator reads the pooling / encoder registries without importing torch."""
+    code = (
+        "import sys; from mattlib.study import choices, grid, settings; "
+        "settings.Settings(pooling='matt', model='crnn_tf'); choices.POOLINGS; choices.MODELS; "
+        "from mattlib.models.mil import POOLINGS, make_pooling; from mattlib.models.encoders import ENCODERS; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 def test_relative_notebook_paths_resolve_from_the_notebooks_folder(monkeypatch):

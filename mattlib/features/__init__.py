@@ -1,6 +1,7 @@
 """Stage 2, features: FMA's 518 statistics and the paper's log-mel, extracted in bulk into a cache.
 
-Two kinds of features, both extracted in bulk by :func:`extract` into a cache folder:
+Two kinds of features (:data:`KINDS`, see :mod:`mattlib.features.kinds`), both extracted in bulk
+by :func:`extract` into a cache folder:
 
 ``kind="fma518"``
     The 518 per-track statistics of FMA's ``features.py`` (Defferrard et al., ISMIR 2017),
@@ -34,7 +35,8 @@ all undefined, lands in ``failures.csv``). Loading refuses a cache that differs 
 (``extract(..., repair=True)`` / ``matt features --repair`` re-extracts the damaged part).
 """
 
-from mattlib.features.bulk import KINDS, ExtractionReport, extract, extract_audio_dir, extract_subset
+from mattlib.features.bulk import ExtractionReport, extract, extract_audio_dir, extract_subset
+from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
 from mattlib.features.mel import (
     MelSettings,
     compute_mel,
@@ -63,6 +65,8 @@ __all__ = [
     "FMA_STATISTICS",
     "FEATURE_SETS",
     "KINDS",
+    "FeatureKind",
+    "feature_kind",
     "MelSettings",
     "MelStore",
     "ExtractionReport",

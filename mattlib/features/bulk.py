@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mattlib.features.audio import AudioError
-from mattlib.features.mel import MelSettings, log_mel, log_mel_torch, mel_audio, mel_filterbank
-from mattlib.features.stats import compute_fma518, fma518_columns
+from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
+from mattlib.features.mel import MelSettings, log_mel_torch, mel_audio, mel_filterbank
+from mattlib.features.stats import fma518_columns
 from mattlib.features.store import (
     MANIFEST,
     DamagedCacheError,
@@ -37,14 +38,10 @@ from mattlib.features.store import (
     _write_features,
     _write_json,
     _write_manifest,
-    mel_dir,
 )
 from mattlib.locks import die_with_parent, folder_lock
 
 __all__ = ["KINDS", "ExtractionReport", "extract", "extract_subset", "extract_audio_dir"]
-
-
-KINDS = ("fma518", "mel")
 
 
 @dataclasses.dataclass
@@ -142,29 +139,25 @@ def _in_one_blas_thread(fn: Callable, chunk: list):
         return fn(chunk)
 
 
-def _work_fma518(items: list[tuple[int, str]]) -> list[tuple[int, Any, bool, str | None]]:
+def _work(items: list[tuple[int, str]], kind: FeatureKind, settings) -> list[tuple[int, Any, bool, str | None]]:
+    """``kind``'s per-clip function over a chunk: ``(track_id, value, padded, error)`` per clip."""
     out = []
     for tid, path in items:
         try:
-            series = compute_fma518(path)
-            values = series.to_numpy()
-            if not np.isfinite(values).any():  # a row of undefined values is a failure, not a result
-                raise ValueError("no finite feature value (all 518 undefined)")
-            out.append((tid, values, bool(series.attrs.get("padded", False)), None))
+            value, padded = kind(path, settings)
+            out.append((tid, value, bool(padded), None))
         except Exception as exc:  # never stop the run: record and continue
             out.append((tid, None, False, _describe(exc)))
     return out
 
 
-def _work_mel(items, settings: MelSettings, return_audio: bool):
+def _work_mel_audio(items, settings: MelSettings):
+    """The decoded, cropped audio of a chunk (the CUDA path computes the log-mel batched)."""
     out = []
     for tid, path in items:
         try:
             y, padded = mel_audio(path, settings)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = y if return_audio else log_mel(y, settings).astype(np.float16)
-            out.append((tid, value, padded, None))
+            out.append((tid, y, padded, None))
         except Exception as exc:
             out.append((tid, None, False, _describe(exc)))
     return out
@@ -280,15 +273,15 @@ def extract(
     ----------
     tracks : mapping track_id -> path, Series, or iterable of (track_id, path)
         The audio files.  Track ids are non-negative ints.
-    kind : {"fma518", "mel"}
-        FMA's 518 statistics (``<out>/fma518/``) or log-mel spectrograms
-        (``<out>/mel-<settings_id>/``).
+    kind : str
+        A key of :data:`mattlib.features.kinds.KINDS`: FMA's 518 statistics
+        (``<out>/fma518/``) or log-mel spectrograms (``<out>/mel-<settings_id>/``).
     out : str or Path
         Cache folder.
     jobs : int >= 1
         Worker processes (decoding and CPU features).
     settings : MelSettings, optional
-        Mel settings (``kind="mel"`` only; default ``MelSettings()``).
+        The kind's settings (``kind="mel"`` only; default ``MelSettings()``).
     progress : bool
         Show a tqdm bar (tracks/s and ETA).
     chunk_size : int, optional
@@ -317,39 +310,25 @@ def extract(
     recomputes only unfinished chunks.  Failed tracks are retried by a later run.  For fma518,
     ``features.csv`` keeps the tracks of earlier runs (the cache only grows).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    spec = feature_kind(kind)
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    if settings is not None and not isinstance(settings, MelSettings):
-        raise TypeError(f"settings must be a MelSettings, got {type(settings).__name__}")
-    if kind == "fma518" and settings is not None:
-        raise ValueError("settings apply to kind='mel' only")
+    settings_class = spec.settings_class()
+    if settings_class is None and settings is not None:
+        with_settings = [name for name, k in KINDS.items() if k.settings is not None]
+        raise ValueError(f"settings apply to kind={' / '.join(map(repr, with_settings))} only")
+    if settings is not None and not isinstance(settings, settings_class):
+        raise TypeError(f"settings must be a {settings_class.__name__}, got {type(settings).__name__}")
     tracks = _normalise_tracks(tracks)
     out = Path(out)
+    common = dict(out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size, repair=repair, executor=executor)
     with folder_lock(out, what="feature cache"):  # one writer per cache
-        if kind == "fma518":
-            return _extract_fma518(
-                tracks,
-                out=out,
-                jobs=int(jobs),
-                progress=progress,
-                chunk_size=chunk_size,
-                repair=repair,
-                executor=executor,
-            )
-        return _extract_mel(
-            tracks,
-            out=out,
-            jobs=int(jobs),
-            settings=settings or MelSettings(),
-            progress=progress,
-            chunk_size=chunk_size,
-            device=_resolve_device(device),
-            repair=repair,
-            executor=executor,
+        if spec.storage == "table":
+            return _extract_table(spec, tracks, **common)
+        return _extract_array(
+            spec, tracks, settings=settings or settings_class(), device=_resolve_device(device), **common
         )
 
 
@@ -357,11 +336,20 @@ def _default_chunk(n: int, jobs: int, cap: int) -> int:
     return max(1, min(cap, -(-n // (4 * jobs)) if n else 1))
 
 
-def _extract_fma518(
-    tracks: dict[int, Path], *, out: Path, jobs: int, progress: bool, chunk_size, repair: bool = False, executor=None
+def _extract_table(
+    kind: FeatureKind,
+    tracks: dict[int, Path],
+    *,
+    out: Path,
+    jobs: int,
+    progress: bool,
+    chunk_size,
+    repair: bool = False,
+    executor=None,
 ) -> ExtractionReport:
+    """A "table" kind: one row per track, resumable parts merged into FMA's 518-column layout."""
     t0 = time.perf_counter()
-    folder = out / "fma518"
+    folder = kind.folder(out)
     parts = folder / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     if (folder / "features.csv").exists():
@@ -402,10 +390,10 @@ def _extract_fma518(
             _atomic_write(name, write)
             done += len(ok)
 
-    chunk = chunk_size or _default_chunk(len(todo), jobs, 8)
-    with _progress_bar(len(todo), "fma518", progress) as bar:
+    chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
+    with _progress_bar(len(todo), kind.name, progress) as bar:
         _run(
-            _work_fma518,
+            _bind(_work, kind=kind, settings=None),
             _chunks(todo, chunk),
             jobs=jobs,
             use_cuda=False,
@@ -436,7 +424,7 @@ def _extract_fma518(
         part.unlink()
     _write_failures(folder / "failures.csv", failures)
     report = ExtractionReport(
-        kind="fma518",
+        kind=kind.name,
         n_tracks=len(tracks),
         done=done,
         reused=reused,
@@ -473,7 +461,7 @@ def _read_progress(path: Path, track_ids: list[int]) -> dict[int, bool]:
     return done
 
 
-def _prepare_mel_folder(folder: Path, track_ids: list[int], settings: MelSettings) -> dict[int, bool]:
+def _prepare_mel_folder(folder: Path, track_ids: list[int], settings) -> dict[int, bool]:
     """Create or reuse ``mel.npy`` for exactly ``track_ids``; returns finished rows (row -> padded).
 
     A previous store with the same settings but another track list is re-laid out, copying the
@@ -481,7 +469,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings: MelSetting
     """
     folder.mkdir(parents=True, exist_ok=True)
     layout_path, mel_path, prog_path = folder / "layout.json", folder / "mel.npy", folder / "progress.csv"
-    shape = (len(track_ids), settings.n_mels, settings.n_frames)
+    shape = (len(track_ids), *settings.shape)
     old_layout = json.loads(layout_path.read_text()) if layout_path.exists() else None
     # the completion marker goes first: from now on the folder is "in progress"
     for marker in (MANIFEST, "index.csv"):
@@ -559,20 +547,25 @@ def _damaged_mel_tracks(folder: Path, *, repair: bool) -> set[int]:
     return {ids[r] for r in rows}
 
 
-def _extract_mel(
+def _extract_array(
+    kind: FeatureKind,
     tracks: dict[int, Path],
     *,
     out: Path,
     jobs: int,
-    settings: MelSettings,
+    settings,
     progress: bool,
     chunk_size,
     device: str,
     repair: bool = False,
     executor=None,
 ) -> ExtractionReport:
+    """An "array" kind: one ``settings.shape`` float16 array per track in a preallocated memmap.
+
+    The log-mel on CUDA is the one special case: workers decode, the parent computes batched.
+    """
     t0 = time.perf_counter()
-    folder = mel_dir(out, settings)
+    folder = kind.folder(out, settings)
     track_ids = list(tracks)
     damaged = _damaged_mel_tracks(folder, repair=repair)
     done_rows = _prepare_mel_folder(folder, track_ids, settings)
@@ -585,7 +578,7 @@ def _extract_mel(
     failures: list[tuple[int, str, str]] = []
     padded_flags = dict(done_rows)
     n_done = 0
-    use_cuda = device.startswith("cuda")
+    use_cuda = device.startswith("cuda") and kind.name == "mel"  # the one kind with a batched device path
     fb = mel_filterbank(settings) if use_cuda else None
 
     mm = np.load(folder / "mel.npy", mmap_mode="r+")
@@ -618,10 +611,10 @@ def _extract_mel(
         os.fsync(prog.fileno())
         n_done += len(ok)
 
-    chunk = chunk_size or _default_chunk(len(todo), jobs, 32)
-    fn = _bind(_work_mel, settings=settings, return_audio=use_cuda)
+    chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
+    fn = _bind(_work_mel_audio, settings=settings) if use_cuda else _bind(_work, kind=kind, settings=settings)
     try:
-        with _progress_bar(len(todo), f"mel {settings.settings_id}", progress) as bar:
+        with _progress_bar(len(todo), f"{kind.name} {settings.settings_id}", progress) as bar:
             _run(
                 fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar, executor=executor
             )
@@ -642,7 +635,7 @@ def _extract_mel(
     _write_failures(folder / "failures.csv", failures)
     _atomic_write(folder / "index.csv", lambda p: index.to_csv(p, index=False))  # completion marker
     report = ExtractionReport(
-        kind="mel",
+        kind=kind.name,
         n_tracks=len(track_ids),
         done=n_done,
         reused=reused,
@@ -695,8 +688,7 @@ def extract_subset(
     """
     from mattlib.data.datasets import FMADataset
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    feature_kind(kind)  # an unknown kind fails before the audio is listed
     paths = FMADataset(root).audio_paths(subset=subset)
     return extract(
         paths,
@@ -730,8 +722,7 @@ def extract_audio_dir(
     audio_dir = Path(audio_dir)
     if not audio_dir.is_dir():
         raise FileNotFoundError(f"audio folder not found: {audio_dir}")
-    if kind not in KINDS:
-        raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    feature_kind(kind)  # an unknown kind fails before the audio is listed
     paths: dict[int, Path] = {}
     skipped = []
     for p in sorted(audio_dir.rglob("*.mp3")):

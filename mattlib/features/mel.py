@@ -5,12 +5,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 
 import numpy as np
 
 from mattlib.features.audio import audio_info, load_audio
 
-__all__ = ["MelSettings", "mel_filterbank", "mel_audio", "log_mel", "log_mel_librosa", "log_mel_torch", "compute_mel"]
+__all__ = [
+    "MelSettings",
+    "mel_filterbank",
+    "mel_audio",
+    "log_mel",
+    "log_mel_librosa",
+    "log_mel_torch",
+    "compute_mel",
+    "mel_clip",
+]
 
 
 _CROPS = ("start", "centre")
@@ -282,3 +292,14 @@ def compute_mel(path: str | os.PathLike, settings: MelSettings | None = None) ->
     settings = settings or MelSettings()
     y, padded = mel_audio(path, settings)
     return log_mel(y, settings), padded
+
+
+def mel_clip(path: str | os.PathLike, settings: MelSettings) -> tuple[np.ndarray, bool]:
+    """One clip's float16 log-mel for the cache (the ``mel`` kind's per-clip function, on CPU).
+
+    Returns ``(log-mel (n_mels, n_frames) float16, padded)``.
+    """
+    y, padded = mel_audio(path, settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return log_mel(y, settings).astype(np.float16), padded

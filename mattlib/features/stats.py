@@ -12,7 +12,15 @@ import pandas as pd
 from mattlib.data.fma import FMA_FEATURE_SIZES, FMA_STATISTICS, fma518_columns
 from mattlib.features.audio import load_audio
 
-__all__ = ["FMA_FEATURE_SIZES", "FMA_STATISTICS", "fma518_columns", "fma518_groups", "fma518_vector", "compute_fma518"]
+__all__ = [
+    "FMA_FEATURE_SIZES",
+    "FMA_STATISTICS",
+    "fma518_columns",
+    "fma518_groups",
+    "fma518_vector",
+    "compute_fma518",
+    "fma518_clip",
+]
 
 
 # FMA's feature code leaves ``sr`` at librosa's default (22050 Hz) in the spectral-shape calls
@@ -245,3 +253,16 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     series = pd.Series(vec, index=fma518_columns(), name=Path(path).stem)
     series.attrs["padded"] = len(y) < _FMA_N_FFT
     return series
+
+
+def fma518_clip(path: str | os.PathLike, settings: None = None) -> tuple[np.ndarray, bool]:
+    """One clip's 518 statistics for the cache (the ``fma518`` kind's per-clip function).
+
+    Returns ``(values (518,), padded)``; a clip whose 518 values are all undefined raises
+    ``ValueError`` (a failure, not a result).
+    """
+    series = compute_fma518(path)
+    values = series.to_numpy()
+    if not np.isfinite(values).any():
+        raise ValueError("no finite feature value (all 518 undefined)")
+    return values, bool(series.attrs.get("padded", False))

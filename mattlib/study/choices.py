@@ -1,7 +1,20 @@
 """The study's named choices, importable without torch or librosa (the grid runner validates
-params files with them before anything runs). Tests keep them equal to the registries in
-:mod:`mattlib.features`, :mod:`mattlib.models.encoders`, :mod:`mattlib.models.mil` and :mod:`mattlib.models.baselines`.
+params files with them before anything runs).
+
+Poolings and encoders are read from their registries (:data:`mattlib.models.mil.POOLINGS`,
+:data:`mattlib.models.encoders.ENCODERS`, torch-free dicts of ``"module:class"``) every time
+``choices.POOLINGS`` / ``choices.ENCODERS`` / ``choices.MODELS`` is read, so a pooling registered
+there is valid everywhere; :func:`feature_kinds` reads :data:`mattlib.features.kinds.KINDS`
+the same way. Feature sets and baselines are listed here; tests keep them equal to
+:mod:`mattlib.features` and :mod:`mattlib.models.baselines`.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+# POOLINGS, ENCODERS and MODELS are module attributes read live (see __getattr__), not in __all__
+__all__ = ["BASELINES", "FEATURE_SETS", "LATE", "encoders", "feature_kinds", "models", "poolings"]
 
 #: Table I's feature sets (FMA's 518 statistics, grouped); see mattlib.features.FEATURE_SETS.
 FEATURE_SETS = (
@@ -21,9 +34,43 @@ FEATURE_SETS = (
 )
 #: Classic baselines (scikit-learn, on a feature set).
 BASELINES = ("lr", "knn", "svm", "mlp")
-#: Track encoders (torch): mlp on a feature set, crnn / crnn_tf on the log-mel.
-ENCODERS = ("mlp", "crnn", "crnn_tf")
-#: Every model name a notebook accepts.
-MODELS = ("lr", "knn", "svm", "mlp", "crnn", "crnn_tf")
-#: Bag poolings: none = track-level model, late = late fusion (track probabilities averaged).
-POOLINGS = ("none", "late", "mean", "max", "matt", "gated")
+#: Not a trained pooling: late fusion of the ``none`` (track-level) model, listed after ``none``.
+LATE = "late"
+
+
+def poolings() -> tuple[str, ...]:
+    """Bag poolings: the registry's names with ``late`` after ``none`` (none, late, mean, ...)."""
+    from mattlib.models.mil import POOLINGS as registry
+
+    names = [name for name in registry if name != LATE]
+    at = names.index("none") + 1 if "none" in names else 0
+    return (*names[:at], LATE, *names[at:])
+
+
+def feature_kinds() -> tuple[str, ...]:
+    """What ``kind`` (feature extraction) accepts: the registry's kinds, then ``both`` (all of them)."""
+    from mattlib.features.kinds import KINDS
+
+    return (*KINDS, "both")
+
+
+def encoders() -> tuple[str, ...]:
+    """Track encoders (torch): mlp on a feature set, crnn / crnn_tf on the log-mel, ..."""
+    from mattlib.models.encoders import ENCODERS as registry
+
+    return tuple(registry)
+
+
+def models() -> tuple[str, ...]:
+    """Every model name a notebook accepts: the baselines, then the encoders not among them."""
+    return (*BASELINES, *(name for name in encoders() if name not in BASELINES))
+
+
+_LIVE = {"POOLINGS": poolings, "ENCODERS": encoders, "MODELS": models}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: choices.POOLINGS etc. are read from the registries at each access (never frozen)
+    if name in _LIVE:
+        return _LIVE[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

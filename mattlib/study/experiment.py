@@ -97,18 +97,21 @@ def model_label(model: str, pooling: str = "none", *, torch_model: bool = False,
     """Display name: "SVM", "MLP+MIL", "CRNN-TF+MATT", "SVM+late", "MLP+MATT (bilinear)".
 
     The torch MLP encoder on single tracks is "MLP (torch)" ("MLP (torch)+late" fused), the
-    control of MLP+MIL / MLP+MATT; FMA's scikit-learn baseline is "MLP (sklearn)".
+    control of MLP+MIL / MLP+MATT; FMA's scikit-learn baseline is "MLP (sklearn)". A pooling or
+    encoder registered without a label here is shown by its name ("MLP+sum", "RESNET").
     """
-    if model not in _LABELS:
-        raise ValueError(f"unknown model {model!r}; valid: {', '.join(_LABELS)}")
-    if pooling not in _POOL_SUFFIX:
-        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(_POOL_SUFFIX)}")
+    models, poolings = choices.MODELS, choices.POOLINGS
+    if model not in models:
+        raise ValueError(f"unknown model {model!r}; valid: {', '.join(models)}")
+    if pooling not in poolings:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(poolings)}")
     if matt_score not in ("paper", "dot"):
         raise ValueError(f"unknown matt_score {matt_score!r}; valid: paper, dot")
-    base = _LABELS[model]
+    base = _LABELS.get(model, model.upper())  # a registered encoder without a label: its name
     if model == "mlp" and pooling in ("none", "late"):
         base = "MLP (torch)" if torch_model else "MLP (sklearn)"
-    suffix = _POOL_SUFFIX[pooling] + (" (bilinear)" if pooling == "matt" and matt_score == "dot" else "")
+    suffix = _POOL_SUFFIX.get(pooling, f"+{pooling}")
+    suffix += " (bilinear)" if pooling == "matt" and matt_score == "dot" else ""
     return base + suffix
 
 

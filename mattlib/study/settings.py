@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -62,15 +63,21 @@ class Interval:
 
 @dataclass(frozen=True)
 class Options:
-    """One of a fixed set of values."""
+    """One of a set of values: a tuple, or a function returning one, called at every check (so
+    a registry extended after import, e.g. :data:`mattlib.models.mil.POOLINGS`, is honoured)."""
 
-    values: tuple
+    values: tuple | Callable[[], tuple]
+
+    @property
+    def choices(self) -> tuple:
+        """The allowed values now."""
+        return tuple(self.values()) if callable(self.values) else self.values
 
     def accepts(self, value: Any) -> bool:
-        return any(value is v if v is None else (value == v and not isinstance(value, bool)) for v in self.values)
+        return any(value is v if v is None else (value == v and not isinstance(value, bool)) for v in self.choices)
 
     def __str__(self) -> str:
-        return "one of " + ", ".join("null" if v is None else str(v) for v in self.values)
+        return "one of " + ", ".join("null" if v is None else str(v) for v in self.choices)
 
 
 @dataclass(frozen=True)
@@ -169,8 +176,8 @@ class Settings:
         "output_dir": Text(),
         "run_dir": Options((None,)),  # or a Text; see check_setting
         "feature_set": Options(choices.FEATURE_SETS),
-        "model": Options(choices.MODELS),
-        "pooling": Options(choices.POOLINGS),
+        "model": Options(choices.models),  # read from the registries at every check
+        "pooling": Options(choices.poolings),
         "seed": _COUNT,
         "device": Options(("auto", "cpu", "cuda")),
         "epochs": _POSITIVE_INT,
@@ -190,7 +197,7 @@ class Settings:
         "mel_hop_length": _POSITIVE_INT,
         "mel_n_fft": _POSITIVE_INT,
         "mel_crop": Options(("start", "centre", "center")),
-        "kind": Options(("fma518", "mel", "both")),
+        "kind": Options(choices.feature_kinds),
         "jobs": _POSITIVE_INT,
     }
     # settings that may also be None (no limit / not set)
@@ -274,7 +281,7 @@ def check_setting(name: str, value: Any) -> None:
             pass
     if isinstance(constraint, Options):
         return _raise(
-            f"unknown {name} {value!r}; valid: {', '.join('null' if v is None else str(v) for v in constraint.values)}"
+            f"unknown {name} {value!r}; valid: {', '.join('null' if v is None else str(v) for v in constraint.choices)}"
         )
     allowed = f"{constraint} or null" if name in Settings._nullable else str(constraint)
     _raise(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}){hint}")
