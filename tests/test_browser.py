@@ -2,6 +2,7 @@
 Debian's Chromium driven headless by Playwright, a tiny demo study. Screenshots go to
 ``outputs/browser/``. Repeat with ``make test-browser``."""
 
+import json
 import os
 import secrets
 import shutil
@@ -90,6 +91,10 @@ def lab(tmp_path_factory):
         port = s.getsockname()[1]
     token = secrets.token_hex(16)
     settings = root.parent / f"{root.name}-settings"
+    # no news toast over the screenshots (and no request to a website for it)
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -136,15 +141,15 @@ def with_parameters(source: Path, target: Path, params: dict) -> None:
     nbformat.write(nb, target)
 
 
-def plot_state(page, index: int) -> dict:
+def plot_state(page, index: int, within: str = EXPLORER) -> dict:
     """Title, bar heights (as plotly.js holds them) and drawn marks of the ``index``-th plotly
-    figure in the explorer."""
+    figure in ``within`` (the explorer)."""
     return page.evaluate(
         """([sel, i]) => { const el = document.querySelectorAll(sel + ' .js-plotly-plot')[i];
         return {title: el.layout.title.text, y: el._fullData.map(t => Array.from(t.y || [])),
                 heatmaps: el.querySelectorAll('.heatmaplayer image').length,
                 bars: el.querySelectorAll('.barlayer .point').length}; }""",
-        [EXPLORER, index],
+        [within, index],
     )
 
 
@@ -298,3 +303,57 @@ def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_ru
         assert outside == [], outside
         assert errors == [], errors
         page.close()
+
+
+def test_executed_notebook_reopened_without_a_kernel_shows_the_explorers_last_view(browser, lab, executed_run):
+    nb = nbformat.read(executed_run / "05_matt" / "all-mlp-matt" / "notebook.ipynb", as_version=4)
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    saved = {m["state"]["description"]: m["state"] for m in state.values() if m["model_name"] == "DropdownModel"}
+    # without its kernelspec JupyterLab asks which kernel to start: "No Kernel"
+    del nb.metadata["kernelspec"]
+    nbformat.write(nb, lab["root"] / "executed_05_matt.ipynb")
+    page = browser.new_page(viewport={"width": 1400, "height": 1150})
+    page.goto(f"{lab['base']}/lab/tree/executed_05_matt.ipynb?reset&token={lab['token']}")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=60_000)
+    dialog.locator("select").select_option(label="No Kernel")
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+    # the explorer's cell: its widget output, then the last view the grid added
+    # (mattlib.views.last_view: JupyterLab's widget manager draws no widget without a kernel)
+    view = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell:has(.jp-OutputArea-output select)"
+    cell = page.locator(view)
+    cell.wait_for(timeout=60_000)
+    cell.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "sel => Array.from(document.querySelectorAll(sel + ' .js-plotly-plot'))"
+        ".filter(p => p.querySelectorAll('.barlayer .point, .heatmaplayer image').length).length == 2",
+        arg=view,
+        timeout=30_000,
+    )
+    cell.locator(".jp-OutputArea").evaluate("e => e.scrollIntoView({block: 'start'})")  # the whole view
+    page.screenshot(path=str(SHOTS / "reopened_without_kernel.png"))
+    text = cell.locator(".jp-OutputArea").inner_text()
+    assert not any(t in text for t in ("Error displaying widget", "model not found", "Loading widget"))
+    assert "Attention explorer (interactive widget)" in text  # the widget output (untrusted: its text)
+    assert "interactive widget's last view, saved when the notebook ran" in text
+
+    # the controls hold the values they had when the notebook was saved, disabled
+    controls = cell.locator("select").evaluate_all(
+        "ss => ss.map(s => [s.disabled, s.parentElement.querySelector('label').textContent, s.value])"
+    )
+    assert controls == [
+        [True, name, saved[name]["_options_labels"][saved[name]["index"]]]
+        for name in ("split", "true", "predicted", "bag", "track")
+    ]
+    pressed = cell.locator("button[disabled][style*='bold']")
+    assert pressed.all_inner_texts() == ["(all)"] and cell.locator("button", has_text="wrong").is_disabled()
+
+    # its figures drew: the chosen bag's attention and scores, the chosen track's log-mel
+    chart, mel = plot_state(page, 0, view), plot_state(page, 1, view)
+    bag = saved["bag"]["_options_labels"][saved["bag"]["index"]].split("·")[0].strip()
+    assert chart["title"].startswith(f"bag {bag}:") and chart["bars"] > 0, chart
+    assert mel["title"] == f"log-mel of track {controls[-1][2]}" and mel["heatmaps"] == 1, mel
+    sessions = json.load(urllib.request.urlopen(f"{lab['base']}/api/sessions?token={lab['token']}"))
+    assert not [s for s in sessions if s["path"].endswith("executed_05_matt.ipynb")]  # no kernel was started
+    page.close()

@@ -22,6 +22,8 @@ A params file::
 Each grid cell runs in its own papermill process into ``outputs/<run>/.attempts/<notebook>/<cell-id>/``
 (``notebook.ipynb``, ``params.yaml``, ``source.sha1``, ``code.sha1``, ``metrics.json``,
 ``papermill.log``), which replaces ``outputs/<run>/<notebook>/<cell-id>/`` only when it succeeded.
+A successful notebook then carries its widgets' last views, shown without a kernel
+(:mod:`mattlib.views.last_view`).
 A cell whose ``metrics.json`` exists and that ran with the current parameters, notebook source and
 mattlib code is finished and is skipped unless ``force``; a crashing cell keeps its failed attempt
 beside the last good result and the others go on; the run ends with a summary naming the failures.
@@ -579,6 +581,7 @@ def run_cell(
     if _PROCESSES.stopping.is_set() and code != 0:
         return CellResult(cell, "stopped", seconds, "stopped by an interrupt", attempt=attempt)
     if code == 0 and (attempt / METRICS_FILE).exists():
+        _carry_last_views(attempt / "notebook.ipynb", log)
         _publish(cell, attempt)
         return CellResult(cell, "done", seconds)
     if code is None:
@@ -590,6 +593,23 @@ def run_cell(
     else:
         error = _last_error(log) or f"papermill exited with status {code}"
     return CellResult(cell, "failed", seconds, error, attempt=attempt)
+
+
+def _carry_last_views(notebook: Path, log: Path) -> None:
+    """Add its widgets' last views to an executed notebook (:mod:`mattlib.views.last_view`), so
+    that it shows them without a kernel. Only that is lost if it fails: logged, not raised."""
+    import nbformat
+
+    from mattlib.views import last_view
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+        if last_view.carry_last_views(nb):
+            nbformat.write(nb, notebook.with_suffix(".tmp"))
+            os.replace(notebook.with_suffix(".tmp"), notebook)
+    except Exception as err:
+        with log.open("a") as handle:
+            handle.write(f"WARNING | {notebook.name}: widget last views not added: {err!r}\n")
 
 
 def _code_cells(notebook: Path) -> int:

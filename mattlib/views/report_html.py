@@ -8,8 +8,8 @@ and widgets stay blank. The report's pages instead use:
 - ``mathjax/tex-svg-full.js``: MathJax 3 as shipped by the ``django-static-mathjax`` package
   (plain static files, no Django needed);
 - no require.js (nothing on the pages needs it), no mermaid, and no widget manager: no offline build of the
-  ipywidgets HTML manager ships with a Python package, so a widget's last view (the figures its
-  ``Output`` widgets held when the notebook was saved) is drawn as static plotly figures.
+  ipywidgets HTML manager ships with a Python package, so a widget is drawn as its last view
+  (:mod:`mattlib.views.last_view`: its controls' last values and its figures, drawn statically).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["write_assets", "render_notebook", "render_notebooks", "widget_last_view"]
+from mattlib.views import last_view
+
+__all__ = ["write_assets", "render_notebook", "render_notebooks"]
 
 PLOTLY_JS = "plotly.min.js"
 MATHJAX_JS = "mathjax/tex-svg-full.js"
-_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-_PLOTLY_JSON = "application/vnd.plotly.v1+json"
 # plotly's "notebook" renderer inlines plotly.js (~4.8 MB) into an executed notebook's first figure
 _INLINE_PLOTLY = re.compile(r"<script[^>]*>\s*/\*\*\s*\* plotly\.js v.*?</script>", re.S)
 
@@ -73,41 +72,12 @@ def _exporter():
     return exporter
 
 
-def widget_last_view(model_id: str, state: dict) -> list[dict]:
-    """The outputs a saved widget showed: those of every ``Output`` widget and plotly
-    ``FigureWidget`` under ``model_id``.
-
-    Parameters
-    ----------
-    model_id : str
-        The widget view's model id (from a ``widget-view+json`` output).
-    state : dict
-        ``notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]``.
-
-    Returns
-    -------
-    list of dict
-        nbformat outputs, in the order the widget lays them out.
-    """
-    model = state.get(model_id)
-    if model is None:
-        return []
-    values = model.get("state", {})
-    outputs = list(values.get("outputs", [])) if model.get("model_name") == "OutputModel" else []
-    if "_widget_data" in values:  # a plotly FigureWidget
-        figure = {"data": values["_widget_data"], "layout": values.get("_widget_layout", {})}
-        outputs.append({"output_type": "display_data", "data": {_PLOTLY_JSON: figure}, "metadata": {}})
-    for child in values.get("children", []):
-        outputs += widget_last_view(str(child).removeprefix("IPY_MODEL_"), state)
-    return outputs
-
-
 def _static(output: dict) -> dict:
     """``output`` as nbconvert draws it offline: a plotly figure becomes an HTML div drawn from its
     JSON by the shared plotly.js (plotly's own HTML loads MathJax 3 from a CDN)."""
     import plotly.graph_objects as go
 
-    figure = output.get("data", {}).get(_PLOTLY_JSON)
+    figure = output.get("data", {}).get(last_view.PLOTLY_JSON)
     if figure is None:
         return output
     html = go.Figure(figure, skip_invalid=True).to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)
@@ -116,28 +86,13 @@ def _static(output: dict) -> dict:
 
 def _offline(nb):
     """A copy of ``nb`` drawn without a kernel or a CDN: plotly figures from their JSON, and each
-    widget view replaced by its saved last view."""
+    widget replaced by its last view (carried by the notebook, or made here from its saved state)."""
     nb = copy.deepcopy(nb)
-    state = nb.metadata.pop("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
-    note = {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {
-            "text/html": "<p><i>The interactive widget's last view (open the notebook in JupyterLab to use it):</i></p>"
-        },
-    }
+    last_view.carry_last_views(nb)
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        if "outputs" not in cell:
-            continue
-        outputs = []
-        for output in cell.outputs:
-            view = output.get("data", {}).get(_WIDGET_VIEW)
-            shown = [] if view is None else widget_last_view(view["model_id"], state)
-            if view is None:
-                outputs.append(output)
-            elif shown:
-                outputs += [note, *shown]
-        cell.outputs = [_static(o) for o in outputs]
+        if "outputs" in cell:
+            cell.outputs = [_static(o) for o in cell.outputs if last_view.WIDGET_VIEW not in o.get("data", {})]
     return nb
 
 

@@ -189,10 +189,12 @@ class AttentionExplorer:
         )
         self._on_filter()
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        # where the widget is not drawn (an untrusted notebook, a plain-text viewer), one line
+        # instead of the VBox's repr; executed notebooks carry its last view below (views.last_view)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = "Attention explorer (interactive widget)"
+        return bundle
 
     @property
     def visible_bags(self) -> list[dict]:
