@@ -18,7 +18,7 @@ import yaml
 
 from mattlib import features, locks
 from mattlib.data import fma
-from mattlib.features import audio, bulk
+from mattlib.features import audio, stats
 from mattlib.study import grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -346,7 +346,7 @@ def test_a_cut_fma518_table_is_refused_and_an_undefined_row_is_a_failure(tmp_pat
         values = real(path, **kwargs)
         return values * np.nan if Path(path) == nan_clip else values
 
-    monkeypatch.setattr(bulk, "compute_fma518", undefined_for_7)
+    monkeypatch.setattr(stats, "compute_fma518", undefined_for_7)  # what the fma518 kind's clip function calls
     report = features.extract({2: CLIPS[2], 7: nan_clip}, kind="fma518", out=cache, progress=False)
     assert (report.done, report.failed) == (1, 1)
     assert "no finite feature value" in (cache / "fma518" / "failures.csv").read_text()
