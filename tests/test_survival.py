@@ -287,6 +287,9 @@ def test_metadata_cut_mid_record_is_refused(tmp_path):
     (meta / "genres.csv").write_text("".join(lines[:120]))
     with pytest.raises(fma.FMADataError, match="119 rows where FMA's genres.csv has 163"):
         fma.load_genres(tmp_path)
+    # a root the project generated in FMA's format (the FMA-medium-shaped benchmark data) is not FMA's
+    (tmp_path / fma.GENERATED_MARKER).write_text("{}")
+    assert len(fma.load_genres(tmp_path)) == 119
 
 
 def test_a_clip_shorter_than_one_frame_is_flagged_padded_for_fma518(tmp_path):

@@ -72,7 +72,7 @@ __all__ = [
 #: FMA subset whose audio folder holds every demo track (``fma_medium`` = small ∪ medium).
 DEMO_SUBSET = "medium"
 #: Marker file written last; its presence means the demo root is complete.
-DEMO_MARKER = "demo_complete.json"
+DEMO_MARKER = fma.GENERATED_MARKER
 #: Default number of tracks (fits the study's 10-minute budget on 2 CPU cores).
 DEFAULT_N_TRACKS = 600
 #: Clip length of the demo (s): FMA clips are 30 s; 6 s keeps `make study` within minutes on 2 cores.
