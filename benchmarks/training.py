@@ -164,32 +164,20 @@ def main(argv: list[str] | None = None) -> int:
                 device=cpu,
             )
         )
-        results.append(
-            bench(
-                name="crnn_matt_demo",
-                encoder="crnn",
-                input_shape=(96, 469),
-                enc_kw=demo,
-                bags=16,
-                instances=4,
-                steps=2 if q else 5,
-                warmup=1,
-                device=cpu,
+        for enc in ("crnn", "crnn_tf"):
+            results.append(
+                bench(
+                    name=f"{enc}_matt_demo",
+                    encoder=enc,
+                    input_shape=(96, 469),
+                    enc_kw=demo,
+                    bags=16,
+                    instances=4,
+                    steps=2 if q else 5,
+                    warmup=1,
+                    device=cpu,
+                )
             )
-        )
-        results.append(
-            bench(
-                name="crnn_tf_matt_demo",
-                encoder="crnn_tf",
-                input_shape=(96, 469),
-                enc_kw=demo,
-                bags=16,
-                instances=4,
-                steps=2 if q else 5,
-                warmup=1,
-                device=cpu,
-            )
-        )
         if not args.skip_cpu_paper:
             results.append(
                 bench(

@@ -152,6 +152,16 @@ def _executor_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cell_timeout_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a notebook cell that runs longer than this",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matt", description="The MATT music-genre study.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,13 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--force", action="store_true", help="re-run cells that already finished")
     p.add_argument("--data", type=Path, default=None, help="override data_root")
-    p.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="fail a notebook cell that runs longer than this",
-    )
+    _cell_timeout_argument(p)
     _executor_arguments(p)
     p.set_defaults(func=_run)
 
@@ -214,13 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, default=Path("params/demo.yaml"))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
-    p.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="fail a notebook cell that runs longer than this",
-    )
+    _cell_timeout_argument(p)
     p.set_defaults(func=_study)
 
     p = sub.add_parser("lab", help="JupyterLab at the project root with this environment's kernel")

@@ -47,6 +47,13 @@ def poolings() -> tuple[str, ...]:
     return (*names[:at], LATE, *names[at:])
 
 
+def datasets() -> tuple[str, ...]:
+    """What ``dataset`` accepts: ``auto`` (detected from the root), then the registry's datasets."""
+    from mattlib.data.datasets import DATASETS
+
+    return ("auto", *DATASETS)
+
+
 def feature_kinds() -> tuple[str, ...]:
     """What ``kind`` (feature extraction) accepts: the registry's kinds, then ``both`` (all of them)."""
     from mattlib.features.kinds import KINDS

@@ -460,9 +460,23 @@ class ExperimentResult:
         return bagging.train_counts(self.membership, classes=self.classes).to_dict()
 
 
-def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dict:
+def _scored(
+    data: StudyData,
+    *,
+    bag_ids,
+    scores,
+    membership: pd.DataFrame,
+    seed: int,
+    label: str,
+    model: str,
+    pooling: str,
+    evaluation: str = "bags",
+) -> ModelResult:
+    """A reported model: ``scores`` (n_bags, C) of ``bag_ids`` evaluated on ``membership``."""
     lt100, lt200, head_min = data.tail_thresholds
-    return metrics.evaluate(
+    bag_ids = list(bag_ids)
+    scores = np.asarray(scores)
+    evaluated = metrics.evaluate(
         bag_ids=bag_ids,
         scores=scores,
         membership=membership,
@@ -475,6 +489,15 @@ def _evaluate(data: StudyData, *, bag_ids, scores, membership, seed: int) -> dic
         n_boot=1000,
         include_pr_curve=True,
     )
+    return ModelResult(
+        label=label,
+        model=model,
+        pooling=pooling,
+        evaluation=evaluation,
+        metrics=evaluated,
+        bag_ids=bag_ids,
+        scores=scores,
+    )
 
 
 def _late_fusion_result(
@@ -484,15 +507,15 @@ def _late_fusion_result(
 
     test = data.split("test")
     bag_scores = late_fusion(track_scores, test, classes=data.classes)
-    m = _evaluate(data, bag_ids=list(bag_scores.index), scores=bag_scores.to_numpy(), membership=test, seed=seed)
-    return ModelResult(
+    return _scored(
+        data,
+        bag_ids=bag_scores.index,
+        scores=bag_scores.to_numpy(),
+        membership=test,
+        seed=seed,
         label=label,
         model=model,
         pooling="late",
-        evaluation="bags",
-        metrics=m,
-        bag_ids=list(bag_scores.index),
-        scores=bag_scores.to_numpy(),
     )
 
 
@@ -519,14 +542,15 @@ def run_baseline(data: StudyData, *, model: str, seed: int = 0, **kwargs) -> Exp
     track_scores = pd.DataFrame(probs, index=test["track_id"].to_numpy(), columns=data.classes)
     single = bagging.singletons(test)
     singles_scores = track_scores.loc[single["track_id"].to_numpy()].to_numpy()
-    track = ModelResult(
+    track = _scored(
+        data,
+        bag_ids=single["bag_id"],
+        scores=singles_scores,
+        membership=single,
+        seed=seed,
         label=model_label(model),
         model=model,
         pooling="none",
-        evaluation="bags",
-        metrics=_evaluate(data, bag_ids=list(single["bag_id"]), scores=singles_scores, membership=single, seed=seed),
-        bag_ids=list(single["bag_id"]),
-        scores=singles_scores,
     )
     late = _late_fusion_result(
         data, track_scores=track_scores, model=model, label=model_label(model, "late"), seed=seed
@@ -660,14 +684,15 @@ def run_bag_model(
         preds = train.predict(net, _dataset(data, test_single), device=device)
         label = model_label(model, "none", torch_model=True)
         results.append(
-            ModelResult(
+            _scored(
+                data,
+                bag_ids=preds.bag_ids,
+                scores=preds.scores,
+                membership=test_single,
+                seed=seed,
                 label=label,
                 model=model,
                 pooling="none",
-                evaluation="bags",
-                metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_single, seed=seed),
-                bag_ids=preds.bag_ids,
-                scores=preds.scores,
             )
         )
         track_ids = test_single.set_index("bag_id").loc[preds.bag_ids, "track_id"].to_numpy()
@@ -686,14 +711,15 @@ def run_bag_model(
     else:
         preds = train.predict(net, _dataset(data, test_bags), device=device, all_attention=True, encode_chunk=chunk)
         results.append(
-            ModelResult(
+            _scored(
+                data,
+                bag_ids=preds.bag_ids,
+                scores=preds.scores,
+                membership=test_bags,
+                seed=seed,
                 label=model_label(model, pooling, matt_score=matt_score),
                 model=model,
                 pooling=pooling,
-                evaluation="bags",
-                metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=test_bags, seed=seed),
-                bag_ids=preds.bag_ids,
-                scores=preds.scores,
             )
         )
         attention = attention_records(preds, test_bags, data.classes)
@@ -800,14 +826,16 @@ def run_case_study(
     )
     single = data.split("test", single=True)
     preds = train.predict(bag_run.network, _dataset(data, single), device=fit_kwargs.get("device", "auto"))
-    on_single = ModelResult(
+    on_single = _scored(
+        data,
+        bag_ids=preds.bag_ids,
+        scores=preds.scores,
+        membership=single,
+        seed=seed,
         label=model_label(model, pooling) + " on single tracks",
         model=model,
         pooling=pooling,
         evaluation="case study: single",
-        metrics=_evaluate(data, bag_ids=preds.bag_ids, scores=preds.scores, membership=single, seed=seed),
-        bag_ids=preds.bag_ids,
-        scores=preds.scores,
     )
     track_run = run_bag_model(
         data,

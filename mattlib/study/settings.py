@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mattlib import paths
-from mattlib.data.datasets import DATASETS
 from mattlib.study import choices
 
 __all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
@@ -170,7 +169,7 @@ class Settings:
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "data_root": Text(),
-        "dataset": Options(("auto", *DATASETS)),
+        "dataset": Options(choices.datasets),
         "subset": Options(("small", "medium", "large")),
         "cache_dir": Text(),
         "output_dir": Text(),

@@ -64,24 +64,10 @@ def paper_table2() -> pd.DataFrame:
     return pd.read_csv(path, index_col=0, dtype=str)
 
 
-#: Columns of :func:`collect`'s table when a run has no results yet.
-_COLLECT_COLUMNS = [
-    "notebook",
-    "cell",
-    "label",
-    "feature_set",
-    "model",
-    "pooling",
-    "seed",
-    "evaluation",
-    "path",
-    "accuracy",
-    "track_accuracy",
-    "bag_accuracy",
-    "macro_f1",
-    "balanced_accuracy",
-    "average_precision",
-]
+#: Identity and headline columns of :func:`collect`'s table (the columns of an empty run).
+_IDENTITY = ("label", "feature_set", "model", "pooling", "seed", "evaluation")
+_HEADLINE = ("accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision")
+_COLLECT_COLUMNS = ["notebook", "cell", *_IDENTITY, "path", *_HEADLINE]
 
 
 def _entries(run_dir: str | Path):
@@ -104,20 +90,10 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         row = {
             "notebook": path.parent.parent.name,
             "cell": path.parent.name,
-            **{k: entry.get(k) for k in ("label", "feature_set", "model", "pooling", "seed", "evaluation")},
+            **{k: entry.get(k) for k in _IDENTITY},
             "path": str(path),
         }
-        for key in (
-            "accuracy",
-            "track_accuracy",
-            "bag_accuracy",
-            "macro_f1",
-            "balanced_accuracy",
-            "average_precision",
-            "n_tracks",
-            "n_bags",
-            "n_albums",
-        ):
+        for key in (*_HEADLINE, "n_tracks", "n_bags", "n_albums"):
             row[key] = summary.get(key)
         for name, (low, high) in (summary.get("ci") or {}).items():
             row[f"ci_low|{name}"], row[f"ci_high|{name}"] = low, high
