@@ -221,6 +221,8 @@ def test_cli_errors_are_clear(tmp_path):
     assert out.returncode == 2 and "tracks.csv not found" in out.stderr
     out = matt("features", "--root", str(tmp_path), "--kind", "mfcc", "--out", str(tmp_path / "c"))
     assert out.returncode == 2 and "invalid choice: 'mfcc'" in out.stderr
+    out = matt("features", "--root", str(tmp_path), "--kind", "mel", "--out", str(tmp_path / "c"), "--mel-crop", "mid")
+    assert out.returncode == 2 and "unknown mel_crop 'mid'; valid: start, centre, center" in out.stderr
     out = matt("study", "--data", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "no dataset found at" in out.stderr and "matt demo-data" in out.stderr
     out = matt("demo-data", "--out", str(tmp_path / "demo"), "--tracks", "50")
