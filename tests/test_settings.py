@@ -182,7 +182,9 @@ def test_the_study_runs_on_a_generic_collection(tmp_path, torch_one_thread):
     assert test_bags.max() == 2  # the mixed album stays one bag
     assert set(experiment.study_tail_sets(data.train_counts)) == {"<100", "<200"}
     run_dir = tmp_path / "run"
-    baseline = experiment.train(data, settings.replace(model="lr"))  # a scikit-learn baseline
+    with pytest.raises(ValueError, match="model lr is a scikit-learn baseline and takes no bag pooling"):
+        experiment.train(data, settings.replace(model="lr", pooling="matt"))
+    baseline = experiment.train(data, settings.replace(model="lr", pooling="none"))  # a scikit-learn baseline
     assert [r.label for r in baseline.results] == ["LR", "LR+late"]
     baseline.save(run_dir / "03_baselines" / "lr", notebook="03_baselines")
     bag_model = experiment.train(

@@ -221,6 +221,12 @@ def train(data: StudyData, settings: Settings, *, case_study: bool = False) -> E
     if case_study:
         return run_case_study(data, model=settings.model, pooling=settings.pooling, checkpoint_dir=checkpoints, **fit)
     if settings.model in choices.BASELINES and settings.model not in choices.ENCODERS:
+        if settings.pooling not in ("none", choices.LATE):
+            raise ValueError(
+                f"model {settings.model} is a scikit-learn baseline and takes no bag pooling "
+                f"({settings.pooling!r}): set pooling none (its late fusion is reported beside it) or "
+                f"choose an encoder ({', '.join(choices.ENCODERS)})"
+            )
         return run_baseline(data, model=settings.model, seed=settings.seed)
     return run_bag_model(data, model=settings.model, pooling=settings.pooling, checkpoint_dir=checkpoints, **fit)
 
