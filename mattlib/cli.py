@@ -8,7 +8,7 @@
     matt features  --audio-dir DIR --kind fma518|mel --out DIR [--jobs N]
     matt run       params/demo.yaml [--jobs N] [--force] [--data ROOT]
     (features and run also take --executor local|ray [--address RAY_ADDRESS])
-    matt report    outputs/<run>
+    matt report    outputs/<run> [--jobs N]
     matt study     [--data ROOT] [--params params/demo.yaml] [--jobs N]
     matt lab       [--port 8888] [--no-browser]
 """
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from mattlib.views import report
 
-    index = report.build_report(args.run_dir)
+    index = report.build_report(args.run_dir, jobs=args.jobs)
     print(f"report: {index}")
     return 0
 
@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--jobs", type=int, default=2, help="processes rendering the notebooks")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("study", help="demo data (if absent) + features + grid + report")

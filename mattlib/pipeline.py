@@ -3,6 +3,7 @@ grid, the report. It orchestrates every stage, so it sits above them (like the C
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mattlib import features, paths
@@ -26,6 +27,12 @@ def run_study(
 
     Returns the path of the report's ``index.html`` and whether every cell succeeded.
     """
+    start = time.perf_counter()
+    timings: dict[str, float] = {}  # stage -> seconds, printed at the end
+
+    def lap(stage: str) -> None:
+        timings[stage] = time.perf_counter() - start - sum(timings.values())
+
     spec = grid.load_grid(params, data_root=data_root)
     settings, study = Settings.from_parameters(spec.defaults), spec.study
     root, cache = paths.resolve(settings.data_root), paths.resolve(settings.cache_dir)
@@ -33,7 +40,8 @@ def run_study(
         if not (study.get("demo") and data_root is None):
             datasets.detect_dataset(root)  # raises: names the path and what belongs there
         print(f"building the demo dataset in {root} ...")
-        demo.generate_demo(root, **dict(study.get("demo_options") or {}))
+        demo.generate_demo(root, **{"jobs": jobs, **dict(study.get("demo_options") or {})})
+        lap("demo data")
     dataset = datasets.open_dataset(root, kind=settings.dataset)
     for kind in study.get("features", ["fma518", "mel"]):
         official = dataset.official_features_path()
@@ -46,11 +54,21 @@ def run_study(
             dataset.audio_paths(subset=settings.subset), kind=kind, out=cache, jobs=jobs, settings=mel
         )
         print(f"  {extraction}")
+        lap(kind)
     summary = grid.run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
+    lap("grid")
     print(summary.describe())
     if summary.interrupted:
         interrupt = KeyboardInterrupt(summary.interrupted)
         interrupt.signame = summary.interrupted
         raise interrupt
-    index = report.build_report(spec.run_dir)
+    index = report.build_report(spec.run_dir, jobs=jobs)
+    lap("report")
+    parts = ", ".join(f"{stage} {_duration(seconds)}" for stage, seconds in timings.items())
+    print(f"study: {_duration(time.perf_counter() - start)} ({parts})")
     return index, summary.ok
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"

@@ -25,9 +25,12 @@ def test_demo_and_fma_medium_params_are_valid():
     assert demo.stages[-1][0].params["run_dir"] == str(Path("outputs") / "demo")
     ids = [(c.notebook, c.cell_id) for c in demo.cells]
     assert len(ids) == len(set(ids))
-    cell = next(c for c in demo.cells if c.notebook == "05_matt.ipynb" and c.cell_id == "mlp-all-matt-1")
+    cell = next(c for c in demo.cells if c.notebook == "05_matt.ipynb" and c.cell_id == "all-mlp-matt-1")
     assert cell.params["seed"] == 1 and cell.params["pooling"] == "matt"
-    assert cell.output_dir == Path("outputs/demo/05_matt/mlp-all-matt-1")
+    assert cell.output_dir == Path("outputs/demo/05_matt/all-mlp-matt-1")
+    # cells start in file order: the log-mel CRNN cells (the longest) go first after 01 and 02
+    order = [c.params.get("feature_set") for c in demo.stages[0][2:]]
+    assert order[:6] == ["mel"] * 6 and "mel" not in order[6:]
     assert "run_dir" not in cell.params  # only notebooks that declare a parameter receive it
     real = grid.load_grid(ROOT / "params" / "fma_medium.yaml")
     table1 = [c for c in real.cells if c.notebook == "03_baselines.ipynb"]

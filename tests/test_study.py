@@ -145,7 +145,7 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
         "case study: trained on single",
     ]
 
-    index = report.build_report(run_dir)
+    index = report.build_report(run_dir, jobs=2)  # pages rendered by two processes, as `matt study` does
     page = index.read_text()
     for heading in (
         "Table I",

@@ -66,6 +66,39 @@ def test_bag_dataset_validates_inputs():
         BagDataset(m.assign(bag_genre="g0", track_id=2), feats, CLASSES)
     with pytest.raises(ValueError, match="track_index"):
         BagDataset(m.assign(bag_genre="g0"), np.zeros((1, 3)), CLASSES)
+    two = pd.DataFrame({"bag_id": ["a", "a"], "track_id": [1, 2], "bag_genre": ["g0", "g1"]})
+    feats2 = pd.DataFrame(np.zeros((2, 3), np.float32), index=[1, 2])
+    with pytest.raises(ValueError, match=r"bag 'a' has several labels in 'bag_genre': \['g0', 'g1'\]"):
+        BagDataset(two, feats2, CLASSES)
+    with pytest.raises(ValueError, match="bag 'a': track genres not in classes"):
+        BagDataset(two.assign(bag_genre="g0", genre=["g0", "rock"]), feats2, CLASSES)
+
+
+def test_bag_dataset_groups_interleaved_rows_like_a_groupby():
+    """Bags in order of first appearance, tracks in row order, even when a bag's rows are apart."""
+    rng = np.random.default_rng(0)
+    n = 200
+    bag_of_row = rng.integers(0, 40, n)
+    genre_of_bag = rng.integers(0, 2, 40)
+    membership = pd.DataFrame(
+        {
+            "bag_id": [f"b{b}" for b in bag_of_row],
+            "track_id": 1000 + rng.permutation(n),
+            "bag_genre": [CLASSES[genre_of_bag[b]] for b in bag_of_row],
+            "genre": [CLASSES[g] for g in rng.integers(0, 2, n)],
+        }
+    )
+    ids = rng.permutation(membership["track_id"].to_numpy())
+    for index in (ids, {int(t): i for i, t in enumerate(ids)}):
+        data = BagDataset(membership, np.zeros((n, 2), np.float32), CLASSES, track_index=index)
+        row_of = {int(t): i for i, t in enumerate(ids)}
+        groups = list(membership.groupby("bag_id", sort=False))
+        assert data.bag_ids == [b for b, _ in groups]
+        for rows, (_, group) in zip(data.rows, groups):
+            assert rows.tolist() == [row_of[int(t)] for t in group["track_id"]]
+        expected = np.array([[(g["genre"] == c).sum() for c in CLASSES] for _, g in groups])
+        np.testing.assert_array_equal(data.genre_counts, expected)
+        assert data.labels.tolist() == [CLASSES.index(g["bag_genre"].iloc[0]) for _, g in groups]
 
 
 def test_model_selection_uses_the_validation_split_only():

@@ -75,8 +75,8 @@ DEMO_SUBSET = "medium"
 DEMO_MARKER = fma.GENERATED_MARKER
 #: Default number of tracks (fits the study's 10-minute budget on 2 CPU cores).
 DEFAULT_N_TRACKS = 600
-#: Clip length of the demo (s): FMA clips are 30 s; 6 s keeps `make study` within minutes on 2 cores.
-DEFAULT_SECONDS = 6.0
+#: Clip length of the demo (s): FMA clips are 30 s; 3 s keeps `make study` within 6 minutes on 2 cores.
+DEFAULT_SECONDS = 3.0
 # Bump when the generator changes, so a stale demo is regenerated.
 _GENERATOR_VERSION = 1
 
@@ -299,7 +299,7 @@ def generate_demo(
     n_tracks : int, default 600
         Number of tracks, at least ``16 * 7 = 112`` (every genre keeps 3 training, 2 validation
         and 2 test tracks).
-    seconds : float, default 6.0 (:data:`DEFAULT_SECONDS`)
+    seconds : float, default 3.0 (:data:`DEFAULT_SECONDS`)
         Clip duration in seconds (0.5 to 60).
     seed : int, default 0
         Seed; the same seed gives a byte-identical ``tracks.csv`` and the same audio.

@@ -543,20 +543,15 @@ def run_cell(
     command = [
         sys.executable,
         "-m",
-        "papermill",
+        "mattlib.study.papermill_cell",  # papermill, stopping the kernel at once when it is done
         str(Path(notebook_dir) / cell.notebook),
         str(attempt / "notebook.ipynb"),
-        "-f",
+        "--parameters-file",
         str(params_file),
-        "-y",
+        "--runner",
         json.dumps(runner),
-        "-k",
-        "python3",
         "--cwd",
         os.getcwd(),
-        "--no-progress-bar",
-        "--log-level",
-        "WARNING",
     ]
     if timeout:
         command += ["--execution-timeout", str(int(timeout))]

@@ -398,8 +398,9 @@ def _format(table: pd.DataFrame) -> str:
     return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
 
 
-def build_report(run_dir: str | Path) -> Path:
-    """Write ``<run_dir>/report/`` (tables, PR figure, rendered notebooks, ``index.html``)."""
+def build_report(run_dir: str | Path, *, jobs: int = 1) -> Path:
+    """Write ``<run_dir>/report/`` (tables, PR figure, rendered notebooks, ``index.html``);
+    ``jobs`` processes render the notebooks."""
     from mattlib.views import report_html
 
     run_dir = Path(run_dir)
@@ -419,7 +420,7 @@ def build_report(run_dir: str | Path) -> Path:
     fig.savefig(out / "pr_curves.png", dpi=120)
     plt.close(fig)
     report_html.write_assets(out)
-    links = report_html.render_notebooks(run_dir, out / "notebooks")
+    links = report_html.render_notebooks(run_dir, out / "notebooks", jobs=jobs)
     attention = _attention_figures(run_dir)
 
     case = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"07_case_study/*/{METRICS_FILE}"))]
