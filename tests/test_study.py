@@ -227,6 +227,10 @@ def test_cli_errors_are_clear(tmp_path):
     assert out.returncode == 2 and "no dataset found at" in out.stderr and "matt demo-data" in out.stderr
     out = matt("demo-data", "--out", str(tmp_path / "demo"), "--tracks", "50")
     assert out.returncode == 2 and "matt demo-data: error:" in out.stderr and "n_tracks" in out.stderr
+    out = matt("report", str(tmp_path), "--jobs", "0")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "matt report: error: jobs must be an int >= 1, got 0"
+    ]
 
 
 @pytest.mark.slow

@@ -403,6 +403,8 @@ def build_report(run_dir: str | Path, *, jobs: int = 1) -> Path:
     ``jobs`` processes render the notebooks."""
     from mattlib.views import report_html
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
