@@ -28,6 +28,7 @@ __all__ = [
     "NO_ALBUM_POLICIES",
     "MEMBERSHIP_COLUMNS",
     "make_bags",
+    "singleton_ids",
     "singletons",
     "tracks_above_cap",
     "bag_table",
@@ -178,10 +179,17 @@ def _majority_genre(membership: pd.DataFrame) -> pd.Series:
     return membership["bag_id"].map(majority)
 
 
+def singleton_ids(track_ids, split: str | pd.Series = "test") -> pd.Series:
+    """Bag ids of tracks as bags of one: ``"<first 2 letters of split>:t<track_id>"``."""
+    tracks = pd.Series(track_ids).reset_index(drop=True)
+    prefix = split.reset_index(drop=True).str[:2] if isinstance(split, pd.Series) else split[:2]
+    return prefix + ":t" + tracks.astype(str)
+
+
 def singletons(membership: pd.DataFrame) -> pd.DataFrame:
     """The same tracks as bags of one (the paper's case study: test single segments)."""
     single = membership.copy()
-    single["bag_id"] = single["split"].str[:2] + ":t" + single["track_id"].astype(str)
+    single["bag_id"] = singleton_ids(single["track_id"], single["split"]).to_numpy()
     single["bag_genre"] = single["genre"]
     single["bag_size"] = 1
     return single.sort_values(["bag_id"], kind="stable").reset_index(drop=True)

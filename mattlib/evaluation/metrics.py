@@ -159,6 +159,13 @@ def _micro_ap(y: np.ndarray, s: np.ndarray):
     return ap
 
 
+def _ap_one_vs_rest(score: np.ndarray, positive: np.ndarray) -> float:
+    """One-vs-rest AP of one genre (tracks ranked by that genre's score); NaN without positives."""
+    from mattlib.evaluation.uncertainty import weighted_average_precision
+
+    return float(weighted_average_precision(score, positive, np.ones((1, len(score))))[0])
+
+
 def _confusion(y_true, y_pred, n_classes: int, weights=None) -> np.ndarray:
     idx = np.asarray(y_true) * n_classes + np.asarray(y_pred)
     return np.bincount(idx, weights=weights, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -547,6 +554,15 @@ def evaluate(
         name: {str(k): top_k_accuracy(y_track, t["scores"], k=k, restrict_to=[cidx[g] for g in genres]) for k in ks}
         for name, genres in sets.items()
     }
+    out["bag_top_k"] = {
+        name: {str(k): top_k_accuracy(y_bag, s_bag, k=k, restrict_to=[cidx[g] for g in genres]) for k in ks}
+        for name, genres in sets.items()
+    }
+    out["per_genre_ap"] = {
+        c: _none_if_nan(float(_ap_one_vs_rest(t["scores"][:, i], y_track == i))) for i, c in enumerate(classes)
+    }
+    present = [v for v in out["per_genre_ap"].values() if v is not None]
+    out["macro_ap"] = float(np.mean(present)) if present else None
     in_set = {name: np.isin(y_track, [cidx[g] for g in genres]) for name, genres in sets.items()}
     out["tail_support"] = {name: int(mask.sum()) for name, mask in in_set.items()}
     unit_codes, unit_names = pd.factorize(pd.Series(t["unit"]))
@@ -567,7 +583,10 @@ def evaluate(
         w_bag = counts[:, bag_unit.to_numpy()]
 
         def mean_of(hits: np.ndarray, w: np.ndarray) -> np.ndarray:
-            return w @ hits.astype(float) / np.maximum(w.sum(1), 1)
+            # a replicate that draws none of these items leaves the metric undefined (NaN, left
+            # out of the interval), never 0
+            mass = w.sum(1)
+            return np.where(mass > 0, w @ hits.astype(float) / np.maximum(mass, 1), np.nan)
 
         def per_replicate(fn) -> np.ndarray:
             return np.array([fn(w) for w in w_track])

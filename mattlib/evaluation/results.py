@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_jsonable", "write_json", "write_metrics", "read_metrics", "METRICS_FILE"]
+__all__ = ["to_jsonable", "write_json", "write_metrics", "read_metrics", "METRICS_FILE", "TEST_SCORES_FILE"]
 
 METRICS_FILE = "metrics.json"
+#: Per-track test scores of every reported model of a cell (the report's intervals and paired tests).
+TEST_SCORES_FILE = "test_scores.csv"
 
 
 def to_jsonable(value: Any) -> Any:

@@ -35,7 +35,7 @@ from mattlib import paths
 from mattlib.data import bags as bagging
 from mattlib.data import datasets, fma
 from mattlib.evaluation import metrics
-from mattlib.evaluation.results import write_json, write_metrics
+from mattlib.evaluation.results import TEST_SCORES_FILE, write_json, write_metrics
 from mattlib.study import choices
 
 if TYPE_CHECKING:
@@ -428,12 +428,33 @@ class ExperimentResult:
             # album-bag scores are looked up by bag, bags-of-one scores by track
             key = frame["bag_id"]
             if not key.isin(scores.index).all():
-                key = "te:t" + frame["track_id"].astype(str)
+                key = bagging.singleton_ids(frame["track_id"])
             frame[f"pred {r.label}"] = scores.loc[key].idxmax(axis=1).to_numpy()
         return frame
 
+    def test_scores_frame(self) -> pd.DataFrame:
+        """Per reported model and test track: the scores the model gave the track (a bag model's
+        bag scores, given to each of its tracks), with the track's genre, bag and album.
+
+        One row per (model, track); the columns after ``album`` are the genres. The report's
+        paired tests and intervals are computed from this table (``test_scores.csv``).
+        """
+        test = self.membership[self.membership["split"] == "test"]
+        base = test[["track_id", "bag_id", "genre", "bag_genre"]].reset_index(drop=True)
+        base["album"] = metrics.resampling_units(test)
+        parts = []
+        for r in self.results:
+            scores = pd.DataFrame(r.scores, index=r.bag_ids, columns=self.classes)
+            key = base["bag_id"]
+            if not key.isin(scores.index).all():
+                key = bagging.singleton_ids(base["track_id"])
+            part = base.assign(label=r.label, evaluation=r.evaluation, seed=self.seed)
+            parts.append(pd.concat([part, scores.loc[key].reset_index(drop=True)], axis=1))
+        return pd.concat(parts, ignore_index=True)
+
     def save(self, output_dir: str | Path, *, notebook: str = "") -> Path:
-        """Write ``metrics.json``, ``predictions.csv``, ``history.csv`` and ``attention.json``."""
+        """Write ``metrics.json``, ``predictions.csv``, ``test_scores.csv``, ``history.csv`` and
+        ``attention.json``."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         entries = [r.entry(feature_set=self.feature_set, seed=self.seed) for r in self.results]
@@ -442,6 +463,7 @@ class ExperimentResult:
             name = r.label.replace("+", "_").replace(" ", "").replace("(", "").replace(")", "")
             scores.to_csv(output_dir / f"scores_{name}_{r.evaluation}.csv")
         self.predictions_frame().to_csv(output_dir / "predictions.csv", index=False)
+        self.test_scores_frame().to_csv(output_dir / TEST_SCORES_FILE, index=False, float_format="%.6g")
         if self.history:
             pd.DataFrame(self.history).to_csv(output_dir / "history.csv", index=False)
         if self.attention is not None:

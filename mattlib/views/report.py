@@ -1,47 +1,47 @@
-"""Gather a run's ``metrics.json`` files into the study's tables, figures and an HTML report.
+"""Gather a run's ``metrics.json`` and ``test_scores.csv`` files into the study's report.
 
 ``matt report outputs/<run>`` writes ``outputs/<run>/report/``:
 
-- ``table1.csv`` — test accuracy (%) per feature set × model (mean, sd over seeds, album-bootstrap
-  95 % CI, test tracks and albums), track-level and bag-level, beside the paper's Table I;
-- ``table2.csv`` — Top@K (K = 2, 3, 5) on the tail genres with CIs and support (test tracks and
-  albums per tail set), tail sets computed from the training counts and the paper's own sets,
-  the paper's published row beside the feature set it used;
-- ``paired.csv`` — paired differences in track accuracy on the same test albums (MATT − MIL,
-  MATT − late fusion, MIL − late fusion, bag model − its track model), with a paired album
-  bootstrap CI over seed-averaged correctness and the sd of the per-seed differences;
-- ``pr_curves.png`` — micro-averaged precision–recall curves of every model;
-- ``notebooks/*.html`` — every executed notebook rendered to HTML (plotly figures included);
-- ``index.html`` — all of the above on one page, with static attention plots.
+- ``index.html`` — opens with the answer: a forest plot of the paired differences and a
+  paragraph written from them (:mod:`mattlib.views.verdict`), then every table below, the
+  precision–recall small multiples, attention plots and every executed notebook;
+- ``paired.csv`` — paired differences on the same test albums (bag model − its track model,
+  MIL − late fusion, MATT − MIL, MATT − late fusion, MATT (bilinear) − MIL, the case study) of
+  accuracy, Top@K on the tail sets (track and bag level) and tail / head / medium recall, with
+  intervals over seeds and albums and Holm-adjusted p-values;
+- ``table1.csv`` — test accuracy (%) per feature set × model (mean, sd over seeds, the CI of the
+  seed mean, test tracks and albums), beside the paper's Table I;
+- ``table2.csv`` — Top@K (K = 2, 3, 5) on the tail genres, per track and per bag, with CIs ("not
+  estimable" on too few albums) and support, beside the paper's Table II;
+- ``average_precision.csv`` — macro (with CI), per-genre and micro AP;
+- ``all_metrics.csv`` — every reported model and seed;
+- ``notebooks/*.html`` — every executed notebook rendered to HTML (plotly figures included).
 
-Each model notebook writes a ``metrics.json`` with a ``summary`` block (see
-:func:`mattlib.study.experiment.ExperimentResult.metrics`); other notebooks' files are listed only.
+Every interval is the hierarchical bootstrap of :mod:`mattlib.evaluation.uncertainty`.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mattlib.evaluation.results import METRICS_FILE  # noqa: E402
+from mattlib.views import runs, verdict
 
 __all__ = [
     "collect",
     "table1",
     "table2",
-    "paired_comparisons",
+    "ap_table",
+    "seed_album_intervals",
     "paper_table1",
     "paper_table2",
-    "plot_pr_curves",
+    "pr_figure",
     "build_report",
 ]
 
@@ -67,31 +67,38 @@ def paper_table2() -> pd.DataFrame:
 #: Identity and headline columns of :func:`collect`'s table (the columns of an empty run).
 _IDENTITY = ("label", "feature_set", "model", "pooling", "seed", "evaluation")
 _HEADLINE = ("accuracy", "track_accuracy", "bag_accuracy", "macro_f1", "balanced_accuracy", "average_precision")
-_COLLECT_COLUMNS = ["notebook", "cell", *_IDENTITY, "path", *_HEADLINE]
+_COLLECT_COLUMNS = ["notebook", "cell", *_IDENTITY, "path", "source_label", "config", *_HEADLINE]
 
 
-def _entries(run_dir: str | Path):
-    """(metrics.json path, entry, training counts) for every reported model of a run."""
-    for path in sorted(Path(run_dir).glob(f"*/*/{METRICS_FILE}")):
+def _entries(run_dir: str | Path, cells: Iterable[str | Path] | None = None):
+    """(metrics.json path, data, entry) for every reported model of a run (or of ``cells``)."""
+    for path in runs.metrics_files(run_dir, cells):
         data = json.loads(path.read_text())
         for entry in data.get("results") or []:
-            yield path, entry, data.get("train_counts") or {}
+            yield path, data, entry
 
 
-def collect(run_dir: str | Path) -> pd.DataFrame:
-    """One row per reported model of a run: identity, headline metrics, Top@K, source path.
+def collect(run_dir: str | Path, *, cells: Iterable[str | Path] | None = None) -> pd.DataFrame:
+    """One row per reported model and seed of a run: identity, headline metrics, Top@K, source path.
 
-    Columns ``top_k|<tail set>|<K>`` hold Top@K for the tail sets ``<100``, ``<200`` (from the
-    training counts) and ``paper<100``, ``paper<200`` (the paper's sets).
+    ``cells`` (cell folders) restricts the table to those cells, e.g. the cells of the params file
+    the run was made from; by default every cell folder of the run is read. ``label`` names one
+    configuration: cells that differ in more than the seed get labels naming what differs
+    (:func:`mattlib.views.runs.disambiguate`), and two cells of one configuration and seed are
+    an error. Columns ``top_k|<tail set>|<K>`` hold Top@K for the tail sets ``<100``, ``<200``
+    (from the training counts) and ``paper<100``, ``paper<200`` (the paper's sets).
     """
     rows = []
-    for path, entry, counts in _entries(run_dir):
+    for path, data, entry in _entries(run_dir, cells):
+        counts = data.get("train_counts") or {}
         summary = entry.get("summary") or {}
         row = {
             "notebook": path.parent.parent.name,
             "cell": path.parent.name,
             **{k: entry.get(k) for k in _IDENTITY},
             "path": str(path),
+            "source_label": entry.get("label"),
+            "config": json.dumps(runs.configuration(data, entry), sort_keys=True, default=str),
         }
         for key in (*_HEADLINE, "n_tracks", "n_bags", "n_albums"):
             row[key] = summary.get(key)
@@ -100,6 +107,9 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         for tail, by_k in (summary.get("top_k") or {}).items():
             for k, value in by_k.items():
                 row[f"top_k|{tail}|{k}"] = value
+        for tail, by_k in (summary.get("bag_top_k") or {}).items():
+            for k, value in by_k.items():
+                row[f"bag_top_k|{tail}|{k}"] = value
         for tail, n in (summary.get("tail_support") or {}).items():
             row[f"support|{tail}"] = n
         for tail, n in (summary.get("tail_album_support") or {}).items():
@@ -107,9 +117,12 @@ def collect(run_dir: str | Path) -> pd.DataFrame:
         for genre, value in (summary.get("per_genre_recall") or {}).items():
             row[f"recall|{genre}"] = value
             row[f"count|{genre}"] = counts.get(genre)
+        for genre, value in (summary.get("per_genre_ap") or {}).items():
+            row[f"ap|{genre}"] = value
         for group, value in (summary.get("group_recall") or {}).items():
             row[f"group|{group}"] = value
         rows.append(row)
+    runs.disambiguate(rows)
     return pd.DataFrame(rows, columns=None if rows else _COLLECT_COLUMNS)
 
 
@@ -120,34 +133,47 @@ def _mean_sd(group: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def _ci(group: pd.DataFrame, name: str) -> tuple[float, float]:
-    """Album-bootstrap CI (%) of a metric, averaged over seeds (NaN when not recorded)."""
-    low, high = f"ci_low|{name}", f"ci_high|{name}"
-    if low not in group:
-        return np.nan, np.nan
-    return _mean_sd(group[low])[0], _mean_sd(group[high])[0]
-
-
 def _first(group: pd.DataFrame, column: str):
     values = group[column].dropna() if column in group else pd.Series(dtype=float)
     return int(values.iloc[0]) if len(values) else np.nan
 
 
-def table1(frame: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy (%) per feature set and model: mean and sd over seeds, the album-bootstrap
-    95 % CI (averaged over seeds), the test support, beside the paper.
+def _interval_text(stats: dict | None) -> str:
+    """"[low, high]" (%), or "not estimable (k albums)" when too few albums hold the metric."""
+    if not stats:
+        return ""
+    if np.isnan(stats["ci_low"]):
+        return f"not estimable ({stats['albums']} albums)"
+    return f"[{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]"
+
+
+def seed_album_intervals(models: dict, context: dict, *, n_boot: int = 1000) -> dict[tuple[str, str], dict]:
+    """Per (feature set, label) of the models evaluated on their own test predictions, the
+    metrics of :func:`mattlib.views.verdict.model_intervals` (seed mean, sd, hierarchical CI)."""
+    return {
+        (key[0], key[1]): verdict.model_intervals(model, context, n_boot=n_boot)
+        for key, model in models.items()
+        if key[2] == "bags"
+    }
+
+
+def table1(frame: pd.DataFrame, intervals: dict | None = None) -> pd.DataFrame:
+    """Test accuracy (%) per feature set and model: mean and sd over seeds, the 95 % CI of the
+    seed mean from the hierarchical bootstrap over seeds and test albums (``intervals``, from
+    :func:`intervals`; NaN without per-track scores), the test support, beside the paper.
 
     ``accuracy`` is the model's own prediction per test track (a bag model's bag prediction is
     given to each of its tracks); ``per_bag_accuracy`` counts test bags against their majority
     genre (for track-level models, each track is a bag).
     """
     frame = frame[frame["evaluation"] == "bags"] if "evaluation" in frame else frame
+    intervals = intervals or {}
     paper = paper_table1()
     rows = []
     for (feature_set, label), group in frame.groupby(["feature_set", "label"], sort=False):
         acc, sd = _mean_sd(group["accuracy"])
         bag_acc, bag_sd = _mean_sd(group["bag_accuracy"])
-        low, high = _ci(group, "track_accuracy")
+        stats = intervals.get((feature_set, label), {}).get("accuracy") or {}
         paper_label = _PAPER_NAMES.get(label, label)
         paper_value = np.nan
         if feature_set in paper.index and paper_label in paper.columns:
@@ -158,8 +184,8 @@ def table1(frame: pd.DataFrame) -> pd.DataFrame:
                 "model": label,
                 "accuracy": acc,
                 "accuracy_sd": sd,
-                "ci_low": low,
-                "ci_high": high,
+                "ci_low": stats.get("ci_low", np.nan),
+                "ci_high": stats.get("ci_high", np.nan),
                 "per_bag_accuracy": bag_acc,
                 "per_bag_accuracy_sd": bag_sd,
                 "n_seeds": len(group),
@@ -176,15 +202,20 @@ def _paper_feature_set(label: str) -> str:
     return "mel" if label.startswith("CRNN") else "all"
 
 
-def table2(frame: pd.DataFrame) -> pd.DataFrame:
-    """Top@K (%) on the tail genres per model: ours (tail sets from training counts) with the
-    album-bootstrap CI and the support (test tracks / albums of the tail set), the same models on
-    the paper's tail sets, and the paper's published Table II row -- only beside the feature set
-    the paper used for it (all 518 features for LR ... MLP+MATT, the log-mel for the CRNNs)."""
+def table2(frame: pd.DataFrame, intervals: dict | None = None) -> pd.DataFrame:
+    """Top@K (%) on the tail genres per model: ours (tail sets from training counts), at track
+    level and at bag level (the paper's unit: one prediction per album–artist bag), with the 95 %
+    CI of the seed mean over seeds and albums (``intervals``; "not estimable (k albums)" when the
+    tail set's test tracks lie in fewer than :data:`mattlib.evaluation.uncertainty.MIN_ALBUMS`
+    albums) and the support (test tracks / albums of the tail set); the same models on the paper's
+    tail sets; and the paper's published Table II row -- only beside the feature set the paper
+    used for it (all 518 features for LR ... MLP+MATT, the log-mel for the CRNNs)."""
     frame = frame[frame["evaluation"] == "bags"] if "evaluation" in frame else frame
+    intervals = intervals or {}
     paper = paper_table2()
     rows = []
     for (feature_set, label), group in frame.groupby(["feature_set", "label"], sort=False):
+        stats = intervals.get((feature_set, label), {})
         row = {"feature_set": feature_set, "model": label, "n_seeds": len(group)}
         for family, prefix in (("", "ours"), ("paper", "paper_sets")):
             for tail in _TAIL_KEYS:
@@ -192,10 +223,14 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
                 row[f"{prefix} {tail} albums"] = _first(group, f"album_support|{family}{tail}")
                 for k in _KS:
                     column = f"top_k|{family}{tail}|{k}"
-                    value = _mean_sd(group[column])[0] if column in group else np.nan
-                    row[f"{prefix} {tail} top{k}"] = value
-                    low, high = _ci(group, f"top_k|{family}{tail}|{k}")
-                    row[f"{prefix} {tail} top{k} CI"] = "" if np.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+                    row[f"{prefix} {tail} top{k}"] = _mean_sd(group[column])[0] if column in group else np.nan
+                    if not family:
+                        row[f"{prefix} {tail} top{k} CI"] = _interval_text(stats.get(f"top{k} {tail}"))
+                        bag_column = f"bag_top_k|{tail}|{k}"
+                        row[f"{prefix} {tail} bag top{k}"] = (
+                            _mean_sd(group[bag_column])[0] if bag_column in group else np.nan
+                        )
+                        row[f"{prefix} {tail} bag top{k} CI"] = _interval_text(stats.get(f"bag top{k} {tail}"))
         paper_label = _PAPER_NAMES.get(label, label)
         if paper_label not in paper.index or feature_set != _paper_feature_set(label):
             paper_label = None
@@ -206,122 +241,72 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _comparisons(labels: set[str]) -> list[tuple[str, str]]:
-    """(A, B) label pairs to compare, A - B: MATT vs MIL, MATT vs late fusion, MIL vs late
-    fusion, each bag model vs its track model, MATT (bilinear) vs MATT."""
-    pairs = []
-    for encoder, track in (("MLP", "MLP (torch)"), ("CRNN", "CRNN"), ("CRNN-TF", "CRNN-TF")):
-        matt, mil, late = f"{encoder}+MATT", f"{encoder}+MIL", f"{track}+late"
-        wanted = [(matt, mil), (matt, late), (mil, late), (f"{encoder}+MATT (bilinear)", matt)]
-        wanted += [(bag, track) for bag in (mil, matt, f"{encoder}+MATT (bilinear)", f"{encoder}+gated")]
-        pairs += [(a, b) for a, b in wanted if a in labels and b in labels]
-    return pairs
+def ap_table(frame: pd.DataFrame, intervals: dict | None = None) -> pd.DataFrame:
+    """Macro and per-genre one-vs-rest average precision (%) per model, with the macro AP's CI.
 
-
-def paired_comparisons(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Paired differences in test track accuracy (percentage points) between models of one
-    feature set, on the same test tracks.
-
-    For each pair (see :func:`_comparisons`) and the seeds both ran: ``difference`` is the mean
-    over seeds of A − B; ``ci_low`` / ``ci_high`` a paired bootstrap over **albums** of the
-    difference in seed-averaged correctness (:func:`mattlib.evaluation.metrics.paired_difference`, the same
-    albums for both models in each replicate); ``seed_sd`` the sd of the per-seed differences;
-    ``a_wins`` / ``b_wins`` the test tracks only A (only B) gets right, summed over seeds.
-    Reads each cell's ``predictions.csv``.
+    One-vs-rest AP ranks the test tracks by one genre's score at a time, so it needs scores that
+    are comparable across tracks only, not across genres: MATT's per-query scores (which need not
+    sum to one) enter as they are. Micro AP (Table I's companion) pools every genre's scores and is
+    dominated by the head genres; it is kept for comparison with the paper.
     """
-    from mattlib.evaluation.metrics import paired_difference
-
-    columns = [
-        "feature_set",
-        "comparison",
-        "n_seeds",
-        "difference",
-        "ci_low",
-        "ci_high",
-        "seed_sd",
-        "a_wins",
-        "b_wins",
-        "test_tracks",
-        "test_albums",
-    ]
-    if frame.empty or "path" not in frame:
-        return pd.DataFrame(columns=columns)
-    frame = frame[frame["evaluation"] == "bags"]
-    correct: dict[tuple[str, str, int], pd.DataFrame] = {}
-    for _, row in frame.iterrows():
-        path = Path(row["path"]).parent / "predictions.csv"
-        column = f"pred {row['label']}"
-        if not path.exists():
-            continue
-        preds = pd.read_csv(path)
-        if column not in preds or "album" not in preds:
-            continue
-        correct[(row["feature_set"], row["label"], int(row["seed"]))] = pd.DataFrame(
-            {
-                "album": preds["album"].astype(str).to_numpy(),
-                "correct": (preds[column] == preds["genre"]).astype(float).to_numpy(),
-            },
-            index=preds["track_id"].to_numpy(),
-        )
+    frame = frame[frame["evaluation"] == "bags"] if "evaluation" in frame else frame
+    intervals = intervals or {}
     rows = []
-    for feature_set, group in frame.groupby("feature_set", sort=False):
-        for a, b in _comparisons(set(group["label"])):
-            seeds = sorted(
-                {s for (f, lab, s) in correct if f == feature_set and lab == a}
-                & {s for (f, lab, s) in correct if f == feature_set and lab == b}
-            )
-            if not seeds:
-                continue
-            ca = pd.concat([correct[(feature_set, a, s)]["correct"] for s in seeds], axis=1)
-            cb = pd.concat([correct[(feature_set, b, s)]["correct"] for s in seeds], axis=1)
-            tracks = ca.index.intersection(cb.index)
-            ca, cb = ca.loc[tracks], cb.loc[tracks]
-            albums = correct[(feature_set, a, seeds[0])].loc[tracks, "album"]
-            paired = paired_difference(ca.mean(axis=1), cb.mean(axis=1), albums.to_numpy(), n_boot=n_boot, seed=seed)
-            per_seed = (ca.to_numpy() - cb.to_numpy()).mean(axis=0) * 100
-            rows.append(
-                {
-                    "feature_set": feature_set,
-                    "comparison": f"{a} − {b}",
-                    "n_seeds": len(seeds),
-                    "difference": float(per_seed.mean()),
-                    "ci_low": 100 * paired["low"],
-                    "ci_high": 100 * paired["high"],
-                    "seed_sd": float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else np.nan,
-                    "a_wins": int(((ca.to_numpy() == 1) & (cb.to_numpy() == 0)).sum()),
-                    "b_wins": int(((ca.to_numpy() == 0) & (cb.to_numpy() == 1)).sum()),
-                    "test_tracks": paired["n_tracks"],
-                    "test_albums": paired["n_units"],
-                }
-            )
-    return pd.DataFrame(rows, columns=columns)
+    for (feature_set, label), group in frame.groupby(["feature_set", "label"], sort=False):
+        stats = intervals.get((feature_set, label), {}).get("macro AP")
+        row = {
+            "feature_set": feature_set,
+            "model": label,
+            "macro AP": stats["value"] if stats else np.nan,
+            "macro AP CI": _interval_text(stats),
+            "micro AP": _mean_sd(group["average_precision"])[0],
+        }
+        for column in (c for c in group.columns if c.startswith("ap|")):
+            row[f"AP {column[3:]}"] = _mean_sd(group[column])[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def plot_pr_curves(run_dir: str | Path, *, ax=None) -> plt.Figure:
-    """Micro-averaged precision–recall curves (tracks × genres) of every model in a run, with
-    average precision in the legend (first seed of each feature set × model)."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(11, 6))
-    else:
-        fig = ax.figure
-    seen = set()
-    for _, entry, _ in _entries(run_dir):
+#: Model families of the precision-recall small multiples, and the labels shown by default.
+_PR_FAMILIES = (
+    ("baselines (scikit-learn)", ("LR", "KNN", "SVM", "MLP (sklearn)")),
+    ("MLP (torch) family", ("MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT", "MLP+MATT (bilinear)")),
+    ("CRNN family", ("CRNN", "CRNN+late", "CRNN+MIL", "CRNN+MATT")),
+    ("CRNN-TF family", ("CRNN-TF", "CRNN-TF+late", "CRNN-TF+MIL", "CRNN-TF+MATT")),
+)
+
+
+def pr_figure(run_dir: str | Path, *, cells: Iterable[str | Path] | None = None, feature_set: str = "all"):
+    """Micro-averaged precision–recall curves as small multiples, one panel per model family
+    (scikit-learn baselines, the torch MLP, CRNN, CRNN-TF), first seed of each model, on
+    ``feature_set`` (the log-mel for the CRNNs); average precision in the legend (plotly)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    curves: dict[str, tuple[list, list, float | None]] = {}
+    for _, _, entry in _entries(run_dir, cells):
         curve = entry.get("pr_curve")
-        key = (entry.get("feature_set"), entry.get("label"))
-        if not curve or entry.get("evaluation", "bags") != "bags" or key in seen:
+        label = entry.get("label")
+        wanted = "mel" if str(label).startswith("CRNN") else feature_set
+        if not curve or entry.get("evaluation", "bags") != "bags" or entry.get("feature_set") != wanted:
             continue
-        seen.add(key)
-        ap = (entry.get("summary") or {}).get("average_precision")
-        name = f"{key[1]} [{key[0]}]" + (f" AP={ap:.3f}" if ap is not None else "")
-        ax.plot(curve["recall"], curve["precision"], lw=1.3, label=name)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Micro-averaged precision–recall (test tracks × genres)")
-    if seen:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 if len(seen) <= 24 else 2)
-    fig.tight_layout()
+        curves.setdefault(label, (curve["recall"], curve["precision"], entry["summary"].get("average_precision")))
+    families = [(name, [m for m in members if m in curves]) for name, members in _PR_FAMILIES]
+    families = [(name, members) for name, members in families if members]
+    fig = make_subplots(rows=1, cols=max(len(families), 1), subplot_titles=[f[0] for f in families] or ["no curves"])
+    for col, (_, members) in enumerate(families, start=1):
+        for label in members:
+            recall, precision, ap = curves[label]
+            name = label + (f" (AP {ap:.2f})" if ap is not None else "")
+            fig.add_trace(go.Scatter(x=recall, y=precision, name=name, mode="lines"), row=1, col=col)
+    fig.update_xaxes(title_text="recall", range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title_text="precision", row=1, col=1)
+    fig.update_layout(
+        height=400,
+        title=f"Micro-averaged precision–recall (test tracks × genres), per model family [{feature_set}; CRNNs: mel]",
+        legend=dict(font=dict(size=10)),
+    )
     return fig
 
 
@@ -398,9 +383,71 @@ def _format(table: pd.DataFrame) -> str:
     return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
 
 
-def build_report(run_dir: str | Path, *, jobs: int = 1) -> Path:
-    """Write ``<run_dir>/report/`` (tables, PR figure, rendered notebooks, ``index.html``);
-    ``jobs`` processes render the notebooks."""
+def _known_answer(run_dir: Path, cells) -> str | None:
+    """The planted effect's known answer when the run's data root is a generated demo."""
+    import yaml
+
+    for metrics in runs.metrics_files(run_dir, cells):
+        params = metrics.parent / "params.yaml"
+        if not params.exists():
+            continue
+        root = (yaml.safe_load(params.read_text()) or {}).get("data_root")
+        marker = Path(str(root)) / "demo_complete.json" if root else None
+        if marker is None or not marker.exists():
+            return None
+        effect = json.loads(marker.read_text()).get("effect")
+        if effect is None:
+            return None
+        from mattlib.data import planted
+
+        known = planted.EFFECTS.get(effect)
+        return f"the demo's planted effect is '{effect}': {known.answer}" if known else None
+    return None
+
+
+def _case_study_table(models: dict, context: dict) -> pd.DataFrame:
+    """The case study's accuracies (%) with the hierarchical CI, per feature set and evaluation."""
+    rows = []
+    for (feature_set, label, evaluation), model in models.items():
+        if not evaluation.startswith("case study"):
+            continue
+        stats = verdict.model_intervals(model, context)["accuracy"]
+        rows.append(
+            {
+                "feature_set": feature_set,
+                "model": label,
+                "evaluation": evaluation.removeprefix("case study: "),
+                "accuracy": stats["value"],
+                "sd": stats["sd"],
+                "95 % CI": _interval_text(stats),
+                "seeds": len(model.seeds),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _bags_per_genre(run_dir: Path, cells) -> pd.DataFrame:
+    """Training tracks and training bags per genre (bag training weighs each bag once)."""
+    for path in runs.metrics_files(run_dir, cells):
+        data = json.loads(path.read_text())
+        tracks, bags = data.get("train_counts"), data.get("train_bag_counts")
+        if tracks and bags:
+            table = pd.DataFrame({"training tracks": tracks, "training bags": bags}).rename_axis("genre")
+            table["tracks per bag"] = (table["training tracks"] / table["training bags"]).round(2)
+            return table.reset_index()
+    return pd.DataFrame()
+
+
+def build_report(
+    run_dir: str | Path, *, jobs: int = 1, cells: Iterable[str | Path] | None = None, n_boot: int = 1000
+) -> Path:
+    """Write ``<run_dir>/report/``: the verdict (forest plot and paragraph), ``paired.csv``, Tables
+    I and II, AP, the case study, precision–recall, attention, rendered notebooks, ``index.html``.
+
+    ``cells`` (cell folders, e.g. those of the params file the run was made from) restricts the
+    report to them; by default it reads every cell of the run and lists them. ``jobs`` processes
+    render the notebooks; ``n_boot`` replicates every interval.
+    """
     from mattlib.views import report_html
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -408,81 +455,117 @@ def build_report(run_dir: str | Path, *, jobs: int = 1) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
+    cells = None if cells is None else [Path(c) for c in cells]
     out = run_dir / "report"
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    frame = collect(run_dir)
-    t1 = table1(frame) if not frame.empty else pd.DataFrame()
-    t2 = table2(frame) if not frame.empty else pd.DataFrame()
-    paired = paired_comparisons(frame)
+    frame = collect(run_dir, cells=cells)
+    context = runs.run_context(run_dir, cells)
+    models = runs.load_scores(frame)
+    stats = seed_album_intervals(models, context, n_boot=n_boot)
+    t1 = table1(frame, stats) if not frame.empty else pd.DataFrame()
+    t2 = table2(frame, stats) if not frame.empty else pd.DataFrame()
+    ap = ap_table(frame, stats) if not frame.empty else pd.DataFrame()
+    paired = verdict.paired_table(models, context, n_boot=n_boot)
+    case = _case_study_table(models, context)
+    bags = _bags_per_genre(run_dir, cells)
     t1.to_csv(out / "table1.csv", index=False)
     t2.to_csv(out / "table2.csv", index=False)
+    ap.to_csv(out / "average_precision.csv", index=False)
     paired.to_csv(out / "paired.csv", index=False)
     frame.to_csv(out / "all_metrics.csv", index=False)
-    fig = plot_pr_curves(run_dir)
-    fig.savefig(out / "pr_curves.png", dpi=120)
-    plt.close(fig)
     report_html.write_assets(out)
     links = report_html.render_notebooks(run_dir, out / "notebooks", jobs=jobs)
     attention = _attention_figures(run_dir)
+    known = _known_answer(run_dir, cells)
+    read = sorted({f"{r.notebook}/{r.cell}" for r in frame.itertuples()}) if not frame.empty else []
 
-    case = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"07_case_study/*/{METRICS_FILE}"))]
-    case_rows = [c["case_study"] for c in case if "case_study" in c]
+    def div(fig) -> str:
+        return fig.to_html(full_html=False, include_plotlyjs=False, validate=False)
+
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>MATT study — {html.escape(run_dir.name)}</title>",
         "<script src='plotly.min.js'></script>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:12px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;"
-        "text-align:right}th{background:#f3f3f3}h2{margin-top:1.6em}.note{color:#555;font-size:13px}</style>",
+        "text-align:right}th{background:#f3f3f3}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"
+        ".verdict{font-size:15px;line-height:1.5;background:#f7f7f2;padding:0.8em 1em;border-left:4px solid #c0392b}"
+        "</style>",
         "</head><body>",
         f"<h1>MATT study — run <code>{html.escape(run_dir.name)}</code></h1>",
-        "<p class='note'>Models are selected on the validation split; the paper's authors selected on "
-        "the test split, so its published numbers are optimistic. On the demo dataset the numbers "
-        "describe synthetic music and say nothing about real music.</p>",
+        "<h2>Do bags, and attention over them, help the rare genres?</h2>",
+        f"<p class='verdict'>{html.escape(verdict.verdict_text(paired, known_answer=known))}</p>",
+        div(verdict.forest_figure(paired)),
+        "<p class='note'>Each row: a paired difference A − B in percentage points on the same test albums; "
+        "its 95 % interval comes from a hierarchical bootstrap (1,000 replicates) that resamples the training "
+        "<b>seeds</b> of each model and the test <b>albums</b> (the same albums for A and B). ★: the interval "
+        "excludes 0 after Holm's adjustment over every estimable row of <code>paired.csv</code>; ●: only the "
+        "raw interval does; n/e: fewer than 10 test albums hold the metric's tracks, so no interval is given. "
+        "Models are selected on the validation split; the paper's authors selected on the test split. On the "
+        "demo dataset the numbers describe synthetic music and say nothing about real music.</p>",
+        "<details><summary>All paired comparisons (every metric, track and bag level; <code>paired.csv</code>)"
+        "</summary>",
+        _format(paired) if not paired.empty else "<p>no comparable pairs in this run</p>",
+        "</details>",
         "<h2>Table I — test accuracy (%) per feature set and model</h2>",
-        "<p class='note'>Each cell: this study's test accuracy (± sd over seeds), its 95 % CI from a "
-        "bootstrap over test <b>albums</b> (1,000 replicates, the same unit for every model), the "
-        "paper's Table I in parentheses; the last columns give the test support. Each test track is "
-        "scored with its model's prediction (a bag model's bag prediction goes to every track of the "
-        "bag). <i>MLP (sklearn)</i>: FMA's scikit-learn baseline (the paper's MLP column); "
-        "<i>MLP (torch)</i>: the encoder of MLP+MIL / MLP+MATT trained on single tracks, the "
-        "like-for-like control; <i>+late</i>: a track-level model's probabilities averaged over "
-        "each test bag (no bag training); <i>MATT (bilinear)</i>: MATT with the score "
-        "s·(A q<sub>g</sub>), whose attention can rank tracks differently per genre.</p>",
+        "<p class='note'>Each cell: this study's test accuracy (± sd over seeds), the 95 % CI of the seed "
+        "mean (hierarchical bootstrap over seeds and test albums), the paper's Table I in parentheses; the "
+        "last columns give the test support. Each test track is scored with its model's prediction (a bag "
+        "model's bag prediction goes to every track of the bag). <i>MLP (sklearn)</i>: FMA's scikit-learn "
+        "baseline (the paper's MLP column); <i>MLP (torch)</i>: the encoder of MLP+MIL / MLP+MATT trained on "
+        "single tracks, the like-for-like control; <i>(1/bag)</i>: the same, each track's loss weighted by "
+        "1 / its bag's size, so that every album weighs as much as in bag training; <i>+late</i>: a "
+        "track-level model's probabilities averaged over each test bag (no bag training; for the torch "
+        "encoder, its epoch chosen on late-fused validation accuracy); <i>MATT (bilinear)</i>: MATT with "
+        "the score s·(A q<sub>g</sub>), whose attention can rank tracks differently per genre.</p>",
         _format(table1_wide(t1)) if not t1.empty else "<p>no model results yet</p>",
         "<details><summary>Table I in full (track- and bag-level accuracy, sd, seeds)</summary>",
         "<p class='note'><b>per_bag_accuracy</b>: test bags against their majority genre.</p>",
         _format(t1) if not t1.empty else "",
         "</details>",
-        "<h2>Paired comparisons — the same test albums</h2>",
-        "<p class='note'>Difference in test track accuracy (percentage points, A − B, mean over the "
-        "seeds both ran), its 95 % CI from a paired bootstrap over test albums of the seed-averaged "
-        "correctness, the sd of the per-seed differences, and the tracks only A / only B gets "
-        "right. A CI that holds 0 says the test set cannot tell the two models apart.</p>",
-        _format(paired) if not paired.empty else "<p>no comparable pairs in this run</p>",
         "<h2>Table II — Top@K (%) on the tail genres</h2>",
         "<p class='note'><b>ours</b>: tail sets from the training counts (&lt;100, &lt;200 training tracks, "
-        "placed between the same rarest genres on small data), with the album-bootstrap 95 % CI and the "
-        "support (<b>tracks</b>, <b>albums</b>: how few test items decide these numbers); "
-        "<b>paper_sets</b>: the paper's own sets (its &lt;100 also held International); "
-        "<b>published</b>: the paper's Table II, shown only beside the features the paper used "
-        "(all 518 for LR … MLP+MATT, the log-mel for the CRNNs).</p>",
+        "placed between the same rarest genres on small data), per test track and per test <b>bag</b> (the "
+        "paper's unit), with the 95 % CI over seeds and albums, or <i>not estimable</i> where the tail set's "
+        "tracks lie in fewer than 10 test albums, and the support; <b>paper_sets</b>: the paper's own sets "
+        "(its &lt;100 also held International); <b>published</b>: the paper's Table II, shown only beside "
+        "the features the paper used (all 518 for LR … MLP+MATT, the log-mel for the CRNNs).</p>",
         _format(t2[[c for c in t2.columns if not c.startswith("paper_sets")]])
         if not t2.empty
         else "<p>no model results yet</p>",
         "<details><summary>Table II on the paper's own tail sets</summary>",
         _format(t2[[c for c in t2.columns if not c.startswith(("ours", "published"))]]) if not t2.empty else "",
         "</details>",
-        "<h2>Precision–recall</h2><img src='pr_curves.png' style='max-width:1100px'>",
+        "<h2>Average precision</h2>",
+        "<p class='note'>Macro AP: the mean over genres of one-vs-rest AP, each genre ranking the test tracks "
+        "by its own score, so MATT's per-query scores (which need not sum to one) enter as they are; with "
+        "its 95 % CI over seeds and albums. Micro AP pools all genres' scores and is dominated by the head "
+        "genres.</p>",
+        _format(ap) if not ap.empty else "",
+        "<h2>Training tracks and bags per genre</h2>",
+        "<p class='note'>Bag training weighs each bag once (the loss is a mean over bags), so its effective "
+        "class prior is bags per genre, not tracks per genre.</p>",
+        _format(bags) if not bags.empty else "",
+        "<h2>Precision–recall</h2>",
+        div(pr_figure(run_dir, cells=cells)),
     ]
-    if case_rows:
-        parts += ["<h2>Case study — trained on bags, tested on single tracks</h2>", _format(pd.DataFrame(case_rows))]
+    if not case.empty:
+        parts += [
+            "<h2>Case study — trained on bags, tested on single tracks</h2>",
+            "<p class='note'>The paired differences of the case study are in <code>paired.csv</code> "
+            "(questions starting 'bag training, tested on single tracks').</p>",
+            _format(case),
+        ]
     if attention:
         parts += ["<h2>Attention over a few bags</h2>", *attention]
     parts.append("<h2>Executed notebooks</h2><ul>")
     for notebook, cell, href in links:
         parts.append(f"<li><a href='{html.escape(href)}'>{html.escape(notebook)} / {html.escape(cell)}</a></li>")
-    parts.append("</ul></body></html>")
+    parts.append("</ul>")
+    source = "the cells of the params file" if cells is not None else "every cell folder of the run"
+    parts.append(f"<details><summary>{len(read)} cells read ({source})</summary><ul>")
+    parts += [f"<li><code>{html.escape(c)}</code></li>" for c in read]
+    parts.append("</ul></details></body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts))
     return index
