@@ -254,7 +254,9 @@ def macro_average_precision(n_classes: int, *, name: str = "macro AP") -> Metric
     """Mean one-vs-rest AP over the genres with test items (in the replicate)."""
 
     def fn(scores, test, weights):
-        per_genre = np.stack([weighted_average_precision(scores[:, g], test.y == g, weights) for g in range(n_classes)], axis=1)
+        per_genre = np.stack(
+            [weighted_average_precision(scores[:, g], test.y == g, weights) for g in range(n_classes)], axis=1
+        )
         return _nanmean_rows(per_genre)
 
     return Metric(name, fn, lambda test: np.ones(len(test.y), dtype=bool))

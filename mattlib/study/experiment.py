@@ -204,6 +204,7 @@ _TRAINING_SETTINGS = (
     "matt_score",
     "class_weights",
     "logit_adjustment",
+    "track_weighting",
 )
 
 
@@ -458,10 +459,6 @@ class ExperimentResult:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         entries = [r.entry(feature_set=self.feature_set, seed=self.seed) for r in self.results]
-        for r in self.results:
-            scores = pd.DataFrame(r.scores, index=pd.Index(r.bag_ids, name="bag_id"), columns=self.classes)
-            name = r.label.replace("+", "_").replace(" ", "").replace("(", "").replace(")", "")
-            scores.to_csv(output_dir / f"scores_{name}_{r.evaluation}.csv")
         self.predictions_frame().to_csv(output_dir / "predictions.csv", index=False)
         self.test_scores_frame().to_csv(output_dir / TEST_SCORES_FILE, index=False, float_format="%.6g")
         if self.history:
@@ -480,9 +477,16 @@ class ExperimentResult:
                 "params": self.params,
                 "results": entries,
                 "train_counts": self.train_counts_dict(),
+                "train_bag_counts": self.train_bag_counts_dict(),
                 **self.extra,
             },
         )
+
+    def train_bag_counts_dict(self) -> dict:
+        """Training bags per genre (bag training weighs each bag once)."""
+        train = self.membership[self.membership["split"] == "training"]
+        bags = train.groupby("bag_id", sort=False)["bag_genre"].first().value_counts()
+        return {c: int(bags.get(c, 0)) for c in self.classes}
 
     def train_counts_dict(self) -> dict:
         return bagging.train_counts(self.membership, classes=self.classes).to_dict()
@@ -633,6 +637,7 @@ def run_bag_model(
     matt_score: str = "paper",
     class_weights: str | None = None,
     logit_adjustment: float = 0.0,
+    track_weighting: str = "track",
     train_on: str = "bags",
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
@@ -648,6 +653,11 @@ def run_bag_model(
         and its late-fusion control; the others train on album–artist bags.
     train_on : {"bags", "single"}
         Force training on bags of one (the case study's track-level baseline).
+    track_weighting : {"track", "bag"}
+        For a track-level model: every track weighs alike in the loss ("track"), or each track
+        weighs 1 / its training bag's size ("bag"), so that every album weighs as much as in bag
+        training and the effective class prior is bags per genre, as for the bag models
+        (reported as "<track model> (1/bag)").
     matt_score : {"paper", "dot"}
         MATT's score: the paper's ``tanh(w_s [s; q_g] + b_s)`` or the bilinear
         ``s . (A q_g)`` ("MATT (bilinear)"), see :class:`mattlib.models.mil.MATTPooling`.
@@ -657,7 +667,10 @@ def run_bag_model(
     Other parameters go to :func:`mattlib.training.train.fit` and the encoder.
 
     Selection: the best epoch on the **validation** split (never the test split), by track
-    accuracy on validation bags built like the test's. Bags are never truncated: training bags
+    accuracy on validation bags built like the test's; a track-level model's late-fusion control
+    by the late-fused track accuracy on the validation album bags (the bag models' criterion).
+    ``class_weights`` and ``logit_adjustment`` take their prior from the training tracks per
+    genre, for bag and track models alike. Bags are never truncated: training bags
     are chunked when ``data.max_bag_size`` is set, and validation / test bags are predicted from
     all of their tracks.
     """
@@ -688,7 +701,14 @@ def run_bag_model(
     net = mil.BagModel(
         encoder, mil.make_pooling(pool_name, in_dim=encoder.out_dim, n_classes=len(data.classes), **pool_kwargs)
     )
+    if track_weighting not in ("track", "bag"):
+        raise ValueError(f"unknown track_weighting {track_weighting!r}; valid: track, bag")
     chunk = None if track_level else data.max_bag_size or None  # bags of one need no chunks
+    bag_weights = None
+    if track_level and track_weighting == "bag":
+        album_rows = data.split("training")
+        size = album_rows.groupby("bag_id")["track_id"].transform("size").to_numpy()
+        bag_weights = dict(zip(bagging.singleton_ids(album_rows["track_id"], "training"), 1.0 / size))
     fitted = train.fit(
         net,
         _dataset(data, train_rows),
@@ -705,12 +725,15 @@ def run_bag_model(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         encode_chunk=chunk,
+        late_val_data=_dataset(data, data.split("validation")) if track_level else None,
+        bag_weights=bag_weights,
+        class_counts=data.train_counts.to_numpy(dtype=float),
     )
     results: list[ModelResult] = []
     attention = None
     if track_level:
         preds = train.predict(net, _dataset(data, test_single), device=device)
-        label = model_label(model, "none", torch_model=True)
+        label = model_label(model, "none", torch_model=True) + (" (1/bag)" if track_weighting == "bag" else "")
         results.append(
             _scored(
                 data,
@@ -723,14 +746,17 @@ def run_bag_model(
                 pooling="none",
             )
         )
-        track_ids = test_single.set_index("bag_id").loc[preds.bag_ids, "track_id"].to_numpy()
-        track_scores = pd.DataFrame(preds.scores, index=track_ids, columns=data.classes)
+        net.load_state_dict(fitted.late_state)  # the epoch chosen on late-fused validation accuracy
+        late_preds = train.predict(net, _dataset(data, test_single), device=device)
+        net.load_state_dict(fitted.best_state)
+        track_ids = test_single.set_index("bag_id").loc[late_preds.bag_ids, "track_id"].to_numpy()
+        track_scores = pd.DataFrame(late_preds.scores, index=track_ids, columns=data.classes)
         results.append(
             _late_fusion_result(
                 data,
                 track_scores=track_scores,
                 model=model,
-                label=model_label(model, "late", torch_model=True),
+                label=label + "+late",
                 seed=seed,
             )
         )
@@ -765,6 +791,7 @@ def run_bag_model(
         "matt_score": matt_score,
         "class_weights": class_weights,
         "logit_adjustment": logit_adjustment,
+        "track_weighting": track_weighting,
         "train_on": train_on,
     }
     return ExperimentResult(
@@ -779,6 +806,8 @@ def run_bag_model(
         extra={
             "best_epoch": fitted.best_epoch,
             "best_val_accuracy": fitted.best_val_accuracy,
+            "late_epoch": fitted.late_epoch,
+            "late_val_accuracy": fitted.late_val_accuracy,
             "device": fitted.device,
             "stopped_early": fitted.stopped_early,
         },

@@ -122,6 +122,9 @@ class Settings:
         Random seed; ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     epochs, patience, batch_size, lr, weight_decay, class_weights, logit_adjustment
         Training (``patience`` None: no early stopping).
+    track_weighting
+        A track-level model's loss: every track alike (``track``), or 1 / its bag's size (``bag``:
+        the like-for-like control of bag training's per-bag prior).
     hidden, widths
         MLP encoder widths; CRNN / CRNN-TF convolution widths.
     max_bag_size
@@ -153,6 +156,7 @@ class Settings:
     weight_decay: float = 1e-4
     class_weights: str | None = None
     logit_adjustment: float = 0.0
+    track_weighting: str = "track"
     hidden: tuple[int, ...] = (512, 256)
     widths: tuple[int, ...] = (64, 128, 128, 128)
     max_bag_size: int = 0
@@ -186,6 +190,7 @@ class Settings:
         "weight_decay": Interval(float, 0.0),
         "class_weights": Options((None, "balanced")),
         "logit_adjustment": Interval(float, 0.0),
+        "track_weighting": Options(("track", "bag")),
         "hidden": ListOf(_POSITIVE_INT),
         "widths": ListOf(_POSITIVE_INT),
         "max_bag_size": _COUNT,

@@ -299,6 +299,9 @@ class FitResult:
         ``best.pt`` under ``checkpoint_dir`` when given.
     device : str
     stopped_early : bool
+    late_epoch, late_val_accuracy, late_state
+        With ``late_val_data``: the epoch of the best late-fused validation accuracy, that
+        accuracy and its state dict (None / {} otherwise).
     """
 
     best_epoch: int
@@ -309,6 +312,9 @@ class FitResult:
     checkpoint_path: str | None = None
     device: str = "cpu"
     stopped_early: bool = False
+    late_epoch: int | None = None
+    late_val_accuracy: float | None = None
+    late_state: dict = field(default_factory=dict, repr=False)
 
 
 def _chunk_kwargs(encode_chunk: int | None) -> dict:
@@ -332,6 +338,26 @@ def _evaluate_loss_acc(model, loader, device, amp, loss_offset, encode_chunk=Non
     return hits / max(n_tracks, 1), loss_sum / max(n_bags, 1)
 
 
+def _late_accuracy(model, loader, device, amp) -> float:
+    """Track accuracy on album bags of the late fusion of an instance model: every track scored
+    alone (a bag of one), its genre probabilities averaged over the bag, the bag's argmax given
+    to its tracks."""
+    model.eval()
+    hits, n_tracks = 0, 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch.to(device)
+            single = batch.instances[batch.mask].unsqueeze(1)  # (K, 1, ...)
+            with _autocast(device, amp):
+                logits, _ = model(single, torch.ones(single.shape[:2], dtype=torch.bool, device=device))
+            probs = torch.softmax(logits.float(), dim=1)
+            bag_of = torch.arange(len(batch.labels), device=device).repeat_interleave(batch.mask.sum(1))
+            fused = torch.zeros(len(batch.labels), probs.shape[1], device=device).index_add_(0, bag_of, probs)
+            h, t = loader.dataset.track_hits(batch.bag_ids, fused.argmax(1).cpu().numpy())
+            hits, n_tracks = hits + h, n_tracks + t
+    return hits / max(n_tracks, 1)
+
+
 def fit(
     model: nn.Module,
     train_data: BagDataset,
@@ -351,6 +377,9 @@ def fit(
     num_workers: int = 0,
     progress: bool = True,
     encode_chunk: int | None = None,
+    late_val_data: BagDataset | None = None,
+    bag_weights: Mapping[str, float] | None = None,
+    class_counts: Sequence[float] | None = None,
 ) -> FitResult:
     """Train a bag model (or an instance model on bags of one) with Adam.
 
@@ -406,6 +435,18 @@ def fit(
     encode_chunk : int, optional
         Validate one whole bag at a time, encoding at most this many instances at once
         (:class:`mattlib.models.mil.BagModel`); bounds memory on large validation albums.
+    late_val_data : BagDataset, optional
+        Album bags of the validation split, for an instance model (bags of one): the late fusion
+        of its track predictions is scored on them after every epoch, and the epoch with the best
+        late-fused validation accuracy is kept as well (``FitResult.late_state``), so the
+        late-fusion control is selected by the same criterion as the bag models.
+    bag_weights : Mapping bag id -> float, optional
+        Per-bag loss weights (e.g. 1 / album size for single tracks, so every album weighs in the
+        loss as much as in bag training); the batch loss is their weighted mean.
+    class_counts : (C,) floats, optional
+        The counts ``class_weights`` and ``logit_adjustment`` take their prior from (default:
+        the training bags' labels). Pass training tracks per genre to give bag and track models
+        the same prior.
 
     Returns
     -------
@@ -431,6 +472,10 @@ def fit(
         gen = seed_everything(seed)
         model.to(dev)
         counts = np.bincount(train_data.labels, minlength=n_classes).astype(np.float64)
+        if class_counts is not None:
+            counts = np.asarray(class_counts, dtype=np.float64)
+            if counts.shape != (n_classes,):
+                raise ValueError(f"class_counts has shape {counts.shape}, expected ({n_classes},)")
         weights = _class_weights(class_weights, counts)
         weights = None if weights is None else weights.to(dev)
         prior = np.maximum(counts, 1e-12) / counts.sum()
@@ -442,6 +487,10 @@ def fit(
         val_loader = _loader(
             val_data, batch_size=1 if encode_chunk else batch_size, shuffle=False, device=dev, num_workers=num_workers
         )
+        late_loader = None
+        if late_val_data is not None:
+            late_loader = _loader(late_val_data, batch_size=batch_size, shuffle=False, device=dev)
+        late = {"accuracy": None, "epoch": 0, "state": {}, "since": 0}
 
         history: list[dict] = []
         best: tuple[float, float] | None = None  # (acc, -loss)
@@ -460,6 +509,9 @@ def fit(
             class_weights=class_weights,
             logit_adjustment=logit_adjustment,
             amp=amp and dev.type == "cuda",
+            late_val=None if late_val_data is None else _ids_digest(late_val_data),
+            bag_weights=None if bag_weights is None else sorted((str(k), float(v)) for k, v in bag_weights.items()),
+            class_counts=None if class_counts is None else [float(c) for c in counts],
         )
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -467,11 +519,11 @@ def fit(
             last_path = Path(checkpoint_dir) / "last.pt"
             resumed = _resume(last_path, run_key, model, opt, gen)
             if resumed is not None:
-                history, best, best_epoch, best_state, since_best = resumed
+                history, best, best_epoch, best_state, since_best, late = resumed
                 start_epoch = history[-1]["epoch"] + 1 if history else 1
                 if progress:
                     tqdm.write(f"resuming after epoch {start_epoch - 1} from {last_path}")
-                if patience is not None and since_best >= patience:
+                if _patience_spent(patience, since_best, late, late_loader):
                     start_epoch = epochs + 1  # it had already stopped early
         for epoch in range(start_epoch, epochs + 1):
             t0 = time.perf_counter()
@@ -482,7 +534,12 @@ def fit(
                 batch = batch.to(dev)
                 with _autocast(dev, amp):
                     logits, _ = model(batch.instances, batch.mask, batch.labels)
-                loss = F.cross_entropy(logits.float() + offset, batch.labels, weight=weights)
+                loss = F.cross_entropy(
+                    logits.float() + offset, batch.labels, weight=weights, reduction="none" if bag_weights else "mean"
+                )
+                if bag_weights is not None:
+                    w = torch.tensor([float(bag_weights[b]) for b in batch.bag_ids], device=dev)
+                    loss = (loss * w).sum() / w.sum()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}")
                 opt.zero_grad(set_to_none=True)
@@ -499,6 +556,17 @@ def fit(
                 "val_loss": val_loss,
                 "seconds": time.perf_counter() - t0,
             }
+            if late_loader is not None:
+                row["val_late_accuracy"] = _late_accuracy(model, late_loader, dev, amp)
+                if late["accuracy"] is None or row["val_late_accuracy"] > late["accuracy"]:
+                    late = {
+                        "accuracy": row["val_late_accuracy"],
+                        "epoch": epoch,
+                        "state": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()},
+                        "since": 0,
+                    }
+                else:
+                    late["since"] += 1
             history.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_acc=f"{val_acc:.4f}")
             bar.close()
@@ -538,8 +606,9 @@ def fit(
                     best_epoch=best_epoch,
                     best_state=best_state,
                     since_best=since_best,
+                    late=late,
                 )
-            if patience is not None and since_best >= patience:
+            if _patience_spent(patience, since_best, late, late_loader):
                 stopped = epoch < epochs
                 break
         if last_path is not None:
@@ -555,9 +624,20 @@ def fit(
             checkpoint_path=ckpt_path,
             device=str(dev),
             stopped_early=stopped,
+            late_epoch=late["epoch"] if late_loader is not None else None,
+            late_val_accuracy=late["accuracy"],
+            late_state=late["state"],
         )
     finally:
         torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+
+
+def _patience_spent(patience: int | None, since_best: int, late: dict, late_loader) -> bool:
+    """Early stopping: ``patience`` epochs without a better validation accuracy (and without a
+    better late-fused one, when that is selected too)."""
+    if patience is None or since_best < patience:
+        return False
+    return late_loader is None or late["since"] >= patience
 
 
 def _run_key(model: nn.Module, train_data: BagDataset, val_data: BagDataset, **settings) -> dict:
@@ -598,6 +678,7 @@ def _save_last(
     best_epoch: int,
     best_state: dict,
     since_best: int,
+    late: dict,
 ) -> None:
     """Write ``last.pt`` atomically (a kill mid-write never leaves a broken resume point)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two writers never share it
@@ -613,6 +694,7 @@ def _save_last(
             "best_epoch": best_epoch,
             "best_state": best_state,
             "since_best": since_best,
+            "late": late,
         },
         tmp,
     )
@@ -638,7 +720,8 @@ def _resume(path: Path, run_key: dict, model: nn.Module, opt, gen: torch.Generat
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     best = tuple(state["best"]) if state["best"] is not None else None
-    return state["history"], best, state["best_epoch"], state["best_state"], state["since_best"]
+    late = state.get("late") or {"accuracy": None, "epoch": 0, "state": {}, "since": 0}
+    return state["history"], best, state["best_epoch"], state["best_state"], state["since_best"], late
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict:

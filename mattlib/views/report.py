@@ -139,7 +139,7 @@ def _first(group: pd.DataFrame, column: str):
 
 
 def _interval_text(stats: dict | None) -> str:
-    """"[low, high]" (%), or "not estimable (k albums)" when too few albums hold the metric."""
+    """ "[low, high]" (%), or "not estimable (k albums)" when too few albums hold the metric."""
     if not stats:
         return ""
     if np.isnan(stats["ci_low"]):

@@ -30,6 +30,7 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("{e}+MATT (bilinear)", "{t}", "bags (MATT bilinear) vs single tracks"),
     ("{e}+gated", "{t}", "bags (gated attention) vs single tracks"),
     ("{e}+MIL", "{t} (1/bag)", "bags vs single tracks weighted as bags"),
+    ("{e}+MIL", "{t} (1/bag)+late", "bag training vs late fusion weighted as bags"),
     ("{e}+MIL", "{t}+late", "bag training vs late fusion"),
     ("{e}+MATT", "{e}+MIL", "attention vs mean pooling"),
     ("{e}+MATT", "{t}+late", "attention vs late fusion"),
@@ -212,7 +213,9 @@ def _compare(a: ModelScores, b: ModelScores, question: str, context: dict, *, n_
         lv = levels[level_name]
         w_items = weights[:, lv.test.units]
         ones = np.ones((1, len(lv.test.y)))
-        point = np.nanmean(_values(a, track_ids, lv, metric, ones)) - np.nanmean(_values(b, track_ids, lv, metric, ones))
+        point = np.nanmean(_values(a, track_ids, lv, metric, ones)) - np.nanmean(
+            _values(b, track_ids, lv, metric, ones)
+        )
         items, albums = _support(lv, metric)
         row = {
             "feature_set": a.feature_set,
@@ -306,8 +309,7 @@ def forest_figure(paired: pd.DataFrame):
         for r in rows.itertuples()
     ]
     marks = [
-        "★" if r.excludes_0_holm else "●" if r.excludes_0 else ("n/e" if r.note else "")
-        for r in rows.itertuples()
+        "★" if r.excludes_0_holm else "●" if r.excludes_0 else ("n/e" if r.note else "") for r in rows.itertuples()
     ]
     color = ["#c0392b" if r.excludes_0_holm else "#e67e22" if r.excludes_0 else "#34495e" for r in rows.itertuples()]
     estimable = rows["ci_low"].notna().to_numpy()
@@ -347,9 +349,7 @@ def verdict_text(paired: pd.DataFrame, *, known_answer: str | None = None) -> st
     if paired.empty:
         return "No pair of comparable models ran, so this run cannot answer whether bags or attention help."
     n_rows, n_est = len(paired), int(paired["ci_low"].notna().sum())
-    parts = [
-        f"The report makes {n_rows} paired comparisons ({n_est} estimable; Holm-adjusted over those {n_est})."
-    ]
+    parts = [f"The report makes {n_rows} paired comparisons ({n_est} estimable; Holm-adjusted over those {n_est})."]
     for question, phrase in (
         ("bags (mean pooling) vs single tracks", "Bag models (mean pooling) differ from their track models"),
         ("bag training vs late fusion", "Bag training differs from late fusion of the same encoder"),
