@@ -62,7 +62,7 @@ def run_study(
         interrupt = KeyboardInterrupt(summary.interrupted)
         interrupt.signame = summary.interrupted
         raise interrupt
-    index = report.build_report(spec.run_dir, jobs=jobs)
+    index = report.build_report(spec.run_dir, jobs=jobs, cells=[cell.output_dir for cell in spec.cells])
     lap("report")
     parts = ", ".join(f"{stage} {_duration(seconds)}" for stage, seconds in timings.items())
     print(f"study: {_duration(time.perf_counter() - start)} ({parts})")

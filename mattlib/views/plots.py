@@ -10,7 +10,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["training_curve", "recall_vs_count", "recall_vs_count_models", "group_recall_table", "case_study_bars"]
+__all__ = [
+    "training_curve",
+    "recall_vs_count",
+    "recall_vs_count_models",
+    "recall_by_genre_lines",
+    "group_recall_table",
+    "case_study_bars",
+]
 
 
 def training_curve(history: list[dict]) -> go.Figure:
@@ -87,6 +94,39 @@ def recall_vs_count_models(frame: pd.DataFrame) -> go.Figure:
         title="Per-genre test recall against training tracks, all models",
     )
     fig.update_layout(height=430, yaxis_range=[-0.05, 1.05])
+    return fig
+
+
+#: The models per-genre recall is drawn for: the question's controls and bag models.
+_KEY_MODELS = ("MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT", "MLP+MATT (bilinear)")
+
+
+def recall_by_genre_lines(frame: pd.DataFrame, *, feature_set: str = "all", models=_KEY_MODELS) -> go.Figure:
+    """Per-genre test recall (mean over seeds) of a few models as lines over the genres sorted by
+    training count (rarest first), from :func:`mattlib.views.report.collect`'s table."""
+    long = _recall_long(frame[(frame["feature_set"] == feature_set) & (frame["evaluation"] == "bags")])
+    if long.empty:
+        raise ValueError(f"no per-genre recall for feature set {feature_set!r}")
+    long["label"] = long["model"].str.replace(f" [{feature_set}]", "", regex=False)
+    long = long[long["label"].isin(models)].groupby(["label", "genre"], as_index=False).mean(numeric_only=True)
+    order = long.groupby("genre")["training tracks"].first().sort_values().index.tolist()
+    fig = go.Figure()
+    for label in [m for m in models if m in set(long["label"])]:
+        rows = long[long["label"] == label].set_index("genre").reindex(order)
+        fig.add_trace(
+            go.Scatter(
+                x=[f"{g} ({int(c)})" for g, c in zip(order, rows["training tracks"].fillna(0))],
+                y=rows["recall"],
+                mode="lines+markers",
+                name=label,
+            )
+        )
+    fig.update_layout(
+        height=420,
+        title=f"Per-genre test recall, genres by training tracks (rarest left) [{feature_set}]",
+        yaxis=dict(title="recall (mean over seeds)", range=[-0.05, 1.05]),
+        xaxis=dict(title="genre (training tracks)", tickangle=-40),
+    )
     return fig
 
 
