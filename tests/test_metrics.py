@@ -327,3 +327,39 @@ def test_paired_difference_resamples_albums_for_both_models():
     assert out["high"] - out["low"] < 0.6 * independent
     with pytest.raises(ValueError, match="equal-length"):
         paired_difference(a, b[:-1], units)
+
+
+def test_a_replicate_without_tail_albums_leaves_top_k_undefined_not_zero():
+    """One tail album of ten, right at Top@2: the interval is [100, 100], never [0, 100]."""
+    membership, scores = _toy()
+    membership = membership.assign(album_id=[7, 7, 7, 8, 8, -1], artist_id=[1, 1, 1, 2, 2, 3])
+    out = evaluate(
+        bag_ids=["x", "y", "z"],
+        scores=scores,
+        membership=membership,
+        classes=["A", "B", "C"],
+        train_counts={"A": 2000, "B": 150, "C": 50},
+        n_boot=300,
+        seed=0,
+    )
+    assert out["top_k"]["<100"]["2"] == 1.0 and out["tail_album_support"]["<100"] == 1
+    assert out["ci"]["top_k|<100|2"] == [1.0, 1.0]
+
+
+def test_evaluate_gives_bag_level_top_k_and_one_vs_rest_ap():
+    membership, scores = _toy()
+    out = evaluate(
+        bag_ids=["x", "y", "z"],
+        scores=scores,
+        membership=membership,
+        classes=["A", "B", "C"],
+        train_counts={"A": 2000, "B": 150, "C": 50},
+        n_boot=0,
+    )
+    assert out["bag_top_k"]["<100"]["2"] == 1.0  # bag y (C) has C second
+    assert out["bag_top_k"]["<200"]["2"] == 1.0 and out["bag_top_k"]["<100"]["3"] == 1.0
+    y = np.array([0, 0, 1, 2, 2, 1])
+    track_scores = scores[[0, 0, 0, 1, 1, 2]]
+    for i, genre in enumerate("ABC"):
+        assert out["per_genre_ap"][genre] == pytest.approx(average_precision_score(y == i, track_scores[:, i]))
+    assert out["macro_ap"] == pytest.approx(np.mean(list(out["per_genre_ap"].values())))

@@ -147,9 +147,10 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
 
     index = report.build_report(run_dir, jobs=2)  # pages rendered by two processes, as `matt study` does
     page = index.read_text()
+    assert page.index("Do bags, and attention over them, help the rare genres?") < page.index("Table I")
     for heading in (
         "Table I",
-        "Paired comparisons",
+        "All paired comparisons",
         "Table II",
         "Precision–recall",
         "Attention over a few bags",
@@ -171,7 +172,13 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert t2.loc[t2["model"] == "MLP+MATT", "published <100 top2"].item() == "28.24"
     rendered = (index.parent / "notebooks" / "05_matt__all-mlp-matt.html").read_text()
     assert "../plotly.min.js" in rendered and "attention per track" in rendered
-    assert (index.parent / "pr_curves.png").stat().st_size > 10_000
+    assert "per model family" in page and "Paired differences A − B" in page  # PR panels, forest plot
+    # every cell that shows a figure has a figure output, in every executed notebook
+    for executed in run_dir.glob("*/*/notebook.ipynb"):
+        for c in nbformat.read(executed, as_version=4).cells:
+            if c.cell_type == "code" and ".show()" in c.source:
+                kinds = {k for o in c.get("outputs", []) for k in o.get("data", {})}
+                assert kinds & {PLOTLY, "image/png"}, f"{executed}: no figure from {c.source[:60]!r}"
 
 
 def test_experiment_api_on_features(tiny_study):
