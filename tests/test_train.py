@@ -329,3 +329,42 @@ def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, 
     res = fit(wider, train, val, checkpoint_dir=tmp_path, epochs=2, **settings)
     assert [h["epoch"] for h in res.history] == [1, 2]
     assert "architecture" in capsys.readouterr().err
+
+
+def test_late_fusion_control_is_selected_on_late_fused_validation_accuracy():
+    """The late state is the epoch whose track probabilities, averaged over each validation album,
+    score best on the album's tracks; re-scoring it reproduces that accuracy."""
+    from mattlib.models.fusion import late_fusion
+
+    train = BagDataset(*_tracks(200, 0, "training", 0)[:2], CLASSES)
+    m_val, f_val, _ = synthetic_mil_task(
+        n_bags=20, n_classes=2, dim=8, min_size=2, max_size=6, seed=1, split="validation", first_track_id=5000
+    )
+    albums = BagDataset(m_val, f_val, CLASSES)
+    singles = BagDataset(m_val.assign(bag_id=m_val["track_id"].astype(str)), f_val, CLASSES)
+    model = _model()
+    res = fit(model, train, singles, epochs=5, batch_size=32, lr=3e-3, seed=0, late_val_data=albums, progress=False)
+    curve = [h["val_late_accuracy"] for h in res.history]
+    assert res.late_epoch == int(np.argmax(curve)) + 1 and res.late_val_accuracy == max(curve)
+    model.load_state_dict(res.late_state)
+    probs = predict(model, singles).scores
+    fused = late_fusion(pd.DataFrame(probs, index=m_val["track_id"].to_numpy()), m_val, classes=CLASSES)
+    pred = fused.idxmax(axis=1).loc[m_val["bag_id"]].to_numpy()
+    assert float((pred == m_val["genre"].to_numpy()).mean()) == pytest.approx(res.late_val_accuracy)
+
+
+def test_bag_weights_and_class_counts_change_the_loss():
+    m, f, _ = _tracks(60, 0, "training", 0)
+    train = BagDataset(m, f, CLASSES)
+    plain = fit(_model(), train, train, epochs=1, batch_size=64, seed=0, progress=False)
+    ones = fit(_model(), train, train, epochs=1, batch_size=64, seed=0, progress=False,
+               bag_weights=dict.fromkeys(train.bag_ids, 1.0))  # fmt: skip
+    assert ones.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-5)
+    skewed = dict(zip(train.bag_ids, np.where(train.labels == 0, 5.0, 1.0)))
+    weighted = fit(_model(), train, train, epochs=1, batch_size=64, seed=0, progress=False, bag_weights=skewed)
+    assert weighted.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
+    la = {c: fit(_model(), train, train, epochs=1, batch_size=64, seed=0, progress=False, logit_adjustment=1.0,
+                 class_counts=c).history[0]["train_loss"] for c in ((1.0, 1.0), (1.0, 9.0))}  # fmt: skip
+    assert la[(1.0, 1.0)] != pytest.approx(la[(1.0, 9.0)], rel=1e-3)
+    with pytest.raises(ValueError, match=r"class_counts has shape \(3,\), expected \(2,\)"):
+        fit(_model(), train, train, epochs=1, class_counts=(1, 2, 3), progress=False)
