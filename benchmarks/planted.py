@@ -1,0 +1,189 @@
+"""Does the study find the effects planted in the demo, and only those? (a benchmark, not a test)
+
+For each planted variant (``null``, ``bag``, ``attention``; :mod:`mattlib.data.planted`) and each
+replication (a fresh features-only demo, :func:`mattlib.data.demo.generate_demo_features`, with
+its own seed), the script trains the comparison's models on all 518 features with several seeds
+each (the torch MLP on single tracks with its late fusion, the same weighted 1 / bag size,
+MLP+MIL, MLP+MATT, MLP+MATT (bilinear)), writes them as a run folder exactly as the notebooks do,
+and computes the report's paired table (:func:`mattlib.views.verdict.paired_table`: intervals over
+seeds and albums). It then counts, per variant, comparison and metric, how often the interval
+holds 0 and how often it excludes 0 in each direction, and scores the attention of each pooling
+against the generator's truth (which tracks carry the genre): the per-bag AUC of the weights and
+the weight share on informative tracks against the uniform share, with album-bootstrap intervals.
+
+What to read: under ``null`` every interval should hold 0 at about its nominal rate (95 %); each
+planted comparison ("+" in :data:`mattlib.data.planted.EFFECTS`) should exclude 0 upwards.
+
+Usage::
+
+    python benchmarks/planted.py                       # 4 replications x 3 seeds per variant
+    python benchmarks/planted.py --replications 10 --seeds 3 --epochs 30
+
+Writes ``outputs/benchmarks/planted.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mattlib.data import demo, planted  # noqa: E402
+from mattlib.evaluation import uncertainty as unc  # noqa: E402
+from mattlib.study import experiment  # noqa: E402
+from mattlib.views import report, runs, verdict  # noqa: E402
+
+#: (cell name, run_bag_model keyword arguments) of every model a replication trains per seed.
+MODELS = (
+    ("track", {"pooling": "none"}),
+    ("track-1bag", {"pooling": "none", "track_weighting": "bag"}),
+    ("mil", {"pooling": "mean"}),
+    ("matt", {"pooling": "matt"}),
+    ("matt-dot", {"pooling": "matt", "matt_score": "dot"}),
+    ("gated", {"pooling": "gated"}),
+)
+#: The planted comparison each report question answers (:data:`mattlib.data.planted.COMPARISONS`).
+QUESTIONS = {
+    "bags (mean pooling) vs single tracks": "bag − track",
+    "bag training vs late fusion": "MIL − late",
+    "attention vs mean pooling": "MATT − MIL",
+    "attention vs late fusion": "MATT − late",
+    "genre-specific attention vs mean pooling": "MATT − MIL",
+}
+METRICS = ("accuracy", "top2 <100", "top2 <200", "tail recall")
+
+
+def train_replication(root: Path, run: Path, *, seeds: int, epochs: int) -> None:
+    """Train every model of :data:`MODELS` with each seed and save it under ``run``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = experiment.load_study_data(data_root=root, cache_dir=run / "cache", feature_set="all")
+    for seed in range(seeds):
+        for name, kwargs in MODELS:
+            result = experiment.run_bag_model(
+                data, model="mlp", seed=seed, epochs=epochs, patience=8, hidden=(256, 128), progress=False, **kwargs
+            )
+            result.save(run / "cells" / f"{name}-{seed}")
+
+
+def attention_recovery(run: Path, manifest: pd.DataFrame, *, n_boot: int = 1000) -> dict:
+    """Per pooling: mean per-bag AUC of the weights against the informative tracks (bags holding
+    both kinds) and the weight share on informative tracks minus the uniform share, each with an
+    album-bootstrap interval (a test bag is one album)."""
+    truth = manifest.set_index("track_id")["marked" if "marked" in manifest else "informative"]
+    out = {}
+    for path in sorted((run / "cells").glob("*-0/attention.json")):
+        data = json.loads(path.read_text())
+        aucs, excess = [], []
+        for bag in data["bags"]:
+            flags = truth.reindex(bag["tracks"]).fillna(False).to_numpy(dtype=bool)
+            if len(flags) < 2:
+                continue
+            queries = bag["queries"]
+            row = queries.index(bag["true_genre"]) if bag["true_genre"] in queries else 0
+            weights = np.asarray(bag["attention"][row], dtype=float)
+            excess.append(weights[flags].sum() - flags.mean())
+            if 0 < flags.sum() < len(flags):
+                pos, neg = weights[flags], weights[~flags]
+                aucs.append((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+        out[data["model"]] = {
+            name: _bag_bootstrap(values, n_boot) for name, values in (("auc", aucs), ("excess_share", excess))
+        }
+    return out
+
+
+def _bag_bootstrap(values: list[float], n_boot: int) -> dict:
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return {"mean": None, "ci": [None, None], "bags": 0}
+    counts = unc.album_counts(len(values), n_boot=n_boot, seed=0)
+    low, high = unc.interval(counts @ values / len(values))
+    return {"mean": float(values.mean()), "ci": [low, high], "bags": int(values.size)}
+
+
+def summarise(rows: pd.DataFrame) -> list[dict]:
+    """Per effect × comparison × metric: replications, mean difference, share of intervals holding 0,
+    excluding it upwards and downwards, and the known answer."""
+    out = []
+    for (effect, question, metric), group in rows.groupby(["effect", "question", "metric"], sort=False):
+        estimable = group[group["ci_low"].notna()]
+        known = planted.EFFECTS[effect].answers.get(QUESTIONS.get(question, ""), "?")
+        out.append(
+            {
+                "effect": effect,
+                "question": question,
+                "metric": metric,
+                "known": known,
+                "replications": int(len(group)),
+                "estimable": int(len(estimable)),
+                "mean_difference": float(group["difference"].mean()),
+                "holds_0": float(((estimable["ci_low"] <= 0) & (estimable["ci_high"] >= 0)).mean())
+                if len(estimable)
+                else None,
+                "excludes_0_up": float((estimable["ci_low"] > 0).mean()) if len(estimable) else None,
+                "excludes_0_down": float((estimable["ci_high"] < 0).mean()) if len(estimable) else None,
+            }
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--effects", default=",".join(planted.EFFECTS))
+    parser.add_argument("--replications", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--n-tracks", type=int, default=600)
+    parser.add_argument("--out", default="outputs/benchmarks/planted.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    effects = [planted.check_effect(e) for e in args.effects.split(",")]
+    rows, recovery, started = [], {}, time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
+        for effect in effects:
+            for rep in range(args.replications):
+                t0 = time.perf_counter()
+                root = demo.generate_demo_features(
+                    Path(tmp) / f"{effect}-{rep}", effect=effect, n_tracks=args.n_tracks, seed=rep
+                )
+                run = Path(tmp) / f"run-{effect}-{rep}"
+                train_replication(root, run, seeds=args.seeds, epochs=args.epochs)
+                frame = report.collect(run)
+                paired = verdict.paired_table(runs.load_scores(frame), runs.run_context(run))
+                keep = paired[paired["question"].isin(QUESTIONS) & paired["metric"].isin(METRICS)]
+                keep = keep[keep["level"] == "track"]
+                rows += keep.assign(effect=effect, replication=rep).to_dict(orient="records")
+                manifest = pd.read_csv(root / "demo_manifest.csv")
+                recovery.setdefault(effect, []).append(attention_recovery(run, manifest))
+                acc = keep[keep["metric"] == "accuracy"][["comparison", "difference", "ci_low", "ci_high"]]
+                print(f"{effect} #{rep} ({time.perf_counter() - t0:.0f} s)\n{acc.round(1).to_string(index=False)}")
+    table = pd.DataFrame(rows)
+    summary = summarise(table)
+    print(pd.DataFrame(summary).round(2).to_string(index=False))
+    result = {
+        "command": "python benchmarks/planted.py " + " ".join(argv or sys.argv[1:]),
+        "settings": vars(args),
+        "seconds": round(time.perf_counter() - started, 1),
+        "summary": summary,
+        "attention_recovery": recovery,
+        "rows": table.to_dict(orient="records"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=lambda v: None if pd.isna(v) else str(v)) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
