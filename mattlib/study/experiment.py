@@ -815,8 +815,21 @@ def run_bag_model(
     )
 
 
+def raw_scores(weights: np.ndarray) -> np.ndarray:
+    """The raw scores ``e_k`` behind softmax weights, per row, centred to mean 0 over the bag.
+
+    ``softmax`` ignores a constant added to every score of a bag, so ``log w_k`` minus its bag
+    mean is ``e_k`` minus its bag mean exactly; a pooling whose weights are no softmax (max's
+    win shares) gets the same transform of its weights.
+    """
+    logw = np.log(np.clip(np.asarray(weights, dtype=float), 1e-12, None))
+    return logw - logw.mean(axis=-1, keepdims=True)
+
+
 def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> list[dict]:
-    """Per-bag attention for :mod:`mattlib.views.widgets` (``attention.json``'s ``bags``)."""
+    """Per-bag attention for :mod:`mattlib.views.widgets` (``attention.json``'s ``bags``): the
+    weights per query (``attention``) and the raw scores behind them (``raw``, see
+    :func:`raw_scores`)."""
     rows = membership.groupby("bag_id", sort=False)
     records = []
     for i, bag_id in enumerate(preds.bag_ids):
@@ -825,6 +838,7 @@ def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> li
             queries, weights = list(classes), preds.attention_all[i]
         else:
             queries, weights = ["bag"], preds.attention[i][None, :]
+        weights = np.asarray(weights, dtype=float)
         records.append(
             {
                 "bag_id": bag_id,
@@ -835,7 +849,8 @@ def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> li
                 "tracks": group["track_id"].astype(int).tolist(),
                 "track_genres": group["genre"].astype(str).tolist(),
                 "queries": queries,
-                "attention": np.round(np.asarray(weights, dtype=float), 5).tolist(),
+                "attention": np.round(weights, 5).tolist(),
+                "raw": np.round(raw_scores(weights), 5).tolist(),
             }
         )
     return records

@@ -405,6 +405,28 @@ def _known_answer(run_dir: Path, cells) -> str | None:
     return None
 
 
+def _attention_across_poolings(run_dir: Path, cells, div) -> list[str]:
+    """Entropy against bag size per pooling, and every pooling's weights on the largest test bag."""
+    from mattlib.views import attention
+
+    models = attention.load_attention(run_dir, cells=cells)
+    table = attention.entropy_table(models)
+    if table.empty:
+        return []
+    largest = table.sort_values(["size", "bag_id"]).iloc[-1]["bag_id"]
+    return [
+        "<h2>Attention across poolings</h2>",
+        "<p class='note'>Attention entropy divided by log(bag size): 1 = uniform (mean pooling, by "
+        "construction), 0 = one track takes all. Paper-form MATT's weights differ by at most a factor e² "
+        "within a bag, so its entropy stays near 1 in large bags. Below, every bag model's weights on the "
+        "largest test bag, as softmax weights and as min–max-scaled raw scores (notebook 06 lets you pick the "
+        "bag and the view).</p>",
+        div(attention.entropy_figure(table)),
+        div(attention.side_by_side_figure(models, largest, view="softmax")),
+        div(attention.side_by_side_figure(models, largest, view="min-max")),
+    ]
+
+
 def _case_study_table(models: dict, context: dict) -> pd.DataFrame:
     """The case study's accuracies (%) with the hierarchical CI, per feature set and evaluation."""
     rows = []
@@ -556,6 +578,7 @@ def build_report(
             "(questions starting 'bag training, tested on single tracks').</p>",
             _format(case),
         ]
+    parts += _attention_across_poolings(run_dir, cells, div)
     if attention:
         parts += ["<h2>Attention over a few bags</h2>", *attention]
     parts.append("<h2>Executed notebooks</h2><ul>")
