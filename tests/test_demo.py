@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mattlib.data import demo
+from mattlib.data import demo, planted
 
 REAL_METADATA = Path(__file__).parent / "data" / "fma_metadata"
 N_TRACKS = 160
@@ -154,7 +154,10 @@ def test_splits_are_artist_disjoint_and_albums_nested(tracks):
     album = tracks[("album", "id")]
     assert tracks[("set", "split")].groupby(artist).nunique().eq(1).all()
     assert artist.groupby(album).nunique().eq(1).all()
-    assert tracks[("track", "genre_top")].groupby(album).nunique().eq(1).all()
+    # one genre per album, except the few test albums that mix genres (one guest track each)
+    n_genres = tracks[("track", "genre_top")].groupby(album).nunique()
+    split = tracks[("set", "split")].groupby(album).first()
+    assert 1 <= (n_genres > 1).sum() <= 4 and set(split[n_genres > 1]) == {"test"} and n_genres.max() == 2
     sizes = album.value_counts()
     assert sizes.max() <= 8 and sizes.max() >= 4 and (sizes == 1).any()
     assert album.groupby(artist).nunique().max() >= 2  # several albums per artist
@@ -208,11 +211,12 @@ def test_clips_decode_to_the_clip_length(root, manifest):
 
 
 def test_genres_are_audibly_different(root, manifest):
-    """MFCC statistics + an RBF SVM beat chance (1/16) threefold on held-out artists."""
+    """MFCC statistics + an RBF SVM beat chance (1/16) threefold on held-out artists, on the
+    tracks that carry their genre (the default effect, attention, makes the others fillers)."""
     import librosa
     from sklearn import preprocessing, svm
 
-    ok = manifest[manifest["fault"] == ""]
+    ok = manifest[(manifest["fault"] == "") & manifest["informative"]]
     features = []
     for track_id in ok["track_id"]:
         y, sr = sf.read(_mp3(root, track_id), dtype="float32")
@@ -233,13 +237,17 @@ def test_genres_are_audibly_different(root, manifest):
 def test_same_seed_same_bytes(root, tmp_path):
     # tracks.csv: the plan drawn again from the same seed gives the same bytes; another seed not.
     written = (root / "fma_metadata" / "tracks.csv").read_bytes()
-    again, _, tasks = demo._plan(n_tracks=N_TRACKS, seed=SEED)
+    again, plan, tasks = demo._plan(n_tracks=N_TRACKS, seed=SEED)
+    plan = planted.assign_roles(plan, effect=demo.DEFAULT_EFFECT)
+    demo.planted_tasks(tasks, plan, effect=demo.DEFAULT_EFFECT, seed=SEED)
     assert again.to_csv(lineterminator=os.linesep).encode() == written
     other = demo._plan(n_tracks=N_TRACKS, seed=SEED + 1)[0]
     assert other.to_csv(lineterminator=os.linesep).encode() != written
     # Audio: re-rendering tracks in this process (the fixture used 2 workers) gives the same
-    # MP3 bytes.
-    for task in tasks[:4]:
+    # MP3 bytes (an informative track and a filler among them).
+    filler = plan["role"].eq("filler")
+    picks = [tasks[i] for i in [*range(3), int(filler.idxmax()), int((~filler).idxmax())]]
+    for task in picks:
         task.update(root=str(tmp_path), seconds=SECONDS, sr=SR, seed=SEED)
         demo._render_task(task)
         tid = f"{task['track_id']:06d}"
@@ -291,3 +299,170 @@ def test_invalid_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         demo.generate_demo(tmp_path / "x", progress=False, **kwargs)
     assert not (tmp_path / "x").exists()
+
+
+# ---- planted effects -----------------------------------------------------------------------
+
+EFFECTS = list(planted.EFFECTS)
+
+
+@pytest.fixture(scope="module")
+def feature_roots(tmp_path_factory) -> dict[str, Path]:
+    """Features-only demos of every effect, one seed (about a second each)."""
+    base = tmp_path_factory.mktemp("planted")
+    return {e: demo.generate_demo_features(base / e, effect=e, n_tracks=300, seed=SEED) for e in EFFECTS}
+
+
+def _read(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    from mattlib.data import fma
+
+    manifest = pd.read_csv(root / "demo_manifest.csv", keep_default_na=False).set_index("track_id")
+    features = fma.load_features(root)
+    tracks = pd.read_csv(root / "fma_metadata" / "tracks.csv", index_col=0, header=[0, 1])
+    return manifest, features.loc[manifest.index], tracks
+
+
+def test_registry_answers_every_comparison():
+    assert EFFECTS == ["null", "bag", "attention"] and demo.DEFAULT_EFFECT in EFFECTS
+    for name, effect in planted.EFFECTS.items():
+        assert effect.name == name and effect.description
+        assert set(effect.answers) == set(effect.notes) == set(planted.COMPARISONS)
+        assert set(effect.answers.values()) <= set(planted.ANSWERS)
+    assert set(planted.EFFECTS["null"].answers.values()) <= {"0", "= uniform"}
+    assert planted.EFFECTS["bag"].answers["bag − track"] == "+"
+    attention = planted.EFFECTS["attention"].answers
+    assert attention["MIL − late"] == "+" and attention["attention on informative tracks"] == "> uniform"
+    assert attention["MATT − MIL"] == "?"  # not planted: a mean-pool encoder can learn to mute fillers
+    with pytest.raises(ValueError, match="answer every comparison"):
+        planted.Effect("x", "y", answers={"bag − track": "+"}, notes={"bag − track": ""})
+
+
+@pytest.mark.parametrize("call", ["audio", "features"])
+def test_unknown_effect_is_one_line_naming_the_valid_ones(tmp_path, call):
+    generate = demo.generate_demo if call == "audio" else demo.generate_demo_features
+    with pytest.raises(ValueError) as err:
+        generate(tmp_path / "x", effect="attn")
+    assert str(err.value) == "unknown demo effect 'attn'; valid: null, bag, attention"
+    assert not (tmp_path / "x").exists()
+
+
+def test_every_effect_has_the_same_plan(feature_roots):
+    tracks = {e: (feature_roots[e] / "fma_metadata" / "tracks.csv").read_bytes() for e in EFFECTS}
+    assert len(set(tracks.values())) == 1
+    marked = [pd.read_csv(feature_roots[e] / "demo_manifest.csv")["marked"].to_numpy() for e in EFFECTS]
+    assert all(np.array_equal(marked[0], m) for m in marked[1:])
+    features = [(feature_roots[e] / "fma_metadata" / "features.csv").read_bytes() for e in EFFECTS]
+    assert len(set(features)) == 3
+
+
+@pytest.mark.parametrize("effect", EFFECTS)
+def test_marker_and_readme_record_the_effect(feature_roots, effect):
+    import json
+
+    root = feature_roots[effect]
+    assert demo.is_demo_root(root)
+    marker = json.loads((root / demo.DEMO_MARKER).read_text())
+    assert marker["effect"] == effect and marker["audio"] is False and marker["n_tracks"] == 300
+    readme = (root / "README.md").read_text()
+    assert f"Planted effect: `{effect}`" in readme and planted.EFFECTS[effect].notes["MATT − MIL"] in readme
+    manifest = pd.read_csv(root / "demo_manifest.csv", keep_default_na=False)
+    assert set(manifest["effect"]) == {effect}
+    assert {"informative", "role", "marked", "album_genre", "mixed_album"} <= set(manifest.columns)
+    assert manifest["informative"].dtype == bool
+
+
+def test_another_effect_regenerates_the_root(tmp_path):
+    out = tmp_path / "d"
+    demo.generate_demo_features(out, effect="null", n_tracks=112)
+    csv = out / "fma_metadata" / "features.csv"
+    os.utime(csv, (1, 1))
+    demo.generate_demo_features(out, effect="null", n_tracks=112)
+    assert csv.stat().st_mtime == 1  # same settings: untouched
+    demo.generate_demo_features(out, effect="bag", n_tracks=112)
+    assert set(pd.read_csv(out / "demo_manifest.csv")["effect"]) == {"bag"} and csv.stat().st_mtime > 1
+
+
+def test_mixed_albums_in_the_test_split(feature_roots):
+    from mattlib.data import bags
+
+    manifest, _, tracks = _read(feature_roots["bag"])
+    mixed = manifest[manifest["mixed_album"]]
+    albums = mixed.groupby("album_id")
+    assert 2 <= albums.ngroups <= 4 and set(mixed["split"]) == {"test"}
+    guests = mixed[mixed["genre"] != mixed["album_genre"]]
+    assert albums["genre"].nunique().eq(2).all() and len(guests) == albums.ngroups  # one guest each
+    assert (albums.size() >= 3).all()  # the album's genre is a strict majority
+    assert (guests["role"] == "guest").all() and not guests["informative"].any() and not guests["marked"].any()
+    # tracks.csv agrees: the guest keeps its own genre and takes the host's album and artist
+    assert (tracks.loc[guests.index, ("track", "genre_top")] == guests["genre"]).all()
+    assert tracks[("artist", "id")].groupby(tracks[("album", "id")]).nunique().eq(1).all()
+    # the bag's genre is its majority genre
+    membership = bags.make_bags(tracks)
+    test_bags = membership[membership["album_id"].isin(albums.groups)]
+    assert (test_bags["bag_genre"].to_numpy() == manifest.loc[test_bags["track_id"], "album_genre"].to_numpy()).all()
+    assert (bags.bag_table(test_bags)["purity"] < 1).all()
+
+
+def test_null_features_are_one_recording_per_album(feature_roots):
+    manifest, features, _ = _read(feature_roots["null"])
+    assert (manifest["role"] == "rendition").all() and manifest["informative"].all()
+    per_album = features.groupby(manifest["album_id"])
+    assert per_album.nunique().max().max() == 1  # album-mates identical, guests included
+    assert per_album.ngroups == len(features.drop_duplicates())  # and albums differ
+
+
+def test_bag_features_differ_per_track(feature_roots):
+    manifest, features, _ = _read(feature_roots["bag"])
+    assert set(manifest["role"]) == {"informative", "guest"}
+    assert manifest["informative"].eq(manifest["role"] == "informative").all()
+    assert len(features.drop_duplicates()) == len(features)
+
+
+def test_attention_roles(feature_roots):
+    manifest, features, _ = _read(feature_roots["attention"])
+    own = manifest[manifest["genre"] == manifest["album_genre"]]
+    informative = own.groupby("album_id")["informative"]
+    sizes = own.groupby("album_id").size()
+    assert (informative.sum() == np.maximum(1, np.round(sizes / 3))).all()  # at least one per album
+    assert own.loc[own["album_id"].map(sizes) == 1, "informative"].all()  # bags of one always
+    assert 0.3 <= manifest["informative"].mean() <= 0.42  # about a third of the tracks
+    assert manifest["informative"].eq(manifest["marked"]).all()
+    fillers = manifest["role"] == "filler"
+    assert fillers.eq(~manifest["informative"] & (manifest["genre"] == manifest["album_genre"])).all()
+    # fillers carry no genre: on the standardised genre-signal columns, the mean filler of the
+    # head genres is closer to the mean filler of the others than informative tracks of the two are
+    z = (features - features.mean()) / features.std()
+    z = z.loc[:, ["mfcc", "spectral_contrast", "spectral_centroid", "zcr"]]
+    head = manifest["genre"].isin(["Rock", "Electronic"])
+    gap_fill = np.linalg.norm(z[fillers & head].mean() - z[fillers & ~head].mean())
+    inf = manifest["informative"]
+    gap_inf = np.linalg.norm(z[inf & head].mean() - z[inf & ~head].mean())
+    assert gap_fill < gap_inf / 2, (gap_fill, gap_inf)
+
+
+def test_attention_fillers_are_genre_free_in_audio():
+    _, plan, tasks = demo._plan(n_tracks=N_TRACKS, seed=SEED)
+    plan = planted.assign_roles(plan, effect="attention")
+    demo.planted_tasks(tasks, plan, effect="attention", seed=SEED)
+    fillers = [t for t, role in zip(tasks, plan["role"]) if role == "filler"]
+    styles = {(t["style"]["scale"], t["style"]["pattern"], tuple(t["style"]["params"].values())) for t in fillers}
+    assert len(fillers) >= N_TRACKS / 3 and len(styles) == 1  # one style for every genre's fillers
+    informative = [t for t, role in zip(tasks, plan["role"]) if role == "informative"]
+    assert all(t["style"]["scale"] != "whole_tone" for t in informative)
+
+
+@pytest.mark.slow
+def test_null_audio_is_one_recording_per_album(tmp_path):
+    from mattlib.features import stats
+
+    root = demo.generate_demo(tmp_path / "null", effect="null", n_tracks=112, seconds=1.0, jobs=1, progress=False)
+    manifest = pd.read_csv(root / "demo_manifest.csv", keep_default_na=False)
+    assert (manifest["role"] == "rendition").all()
+    ok = manifest[manifest["fault"] == ""]
+    digests = ok["track_id"].map(lambda t: hashlib.sha256(_mp3(root, t).read_bytes()).hexdigest())
+    per_album = digests.groupby(ok["album_id"])
+    assert per_album.nunique().eq(1).all()  # album-mates' MP3s are byte-identical, guests included
+    assert digests.nunique() == per_album.ngroups
+    album = ok.groupby("album_id")["track_id"].apply(list).loc[lambda a: a.map(len) >= 2].iloc[0]
+    vectors = [stats.fma518_vector(sf.read(_mp3(root, t), dtype="float32")[0], sr=22050) for t in album[:2]]
+    assert np.array_equal(vectors[0], vectors[1], equal_nan=True)
