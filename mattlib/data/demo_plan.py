@@ -48,6 +48,11 @@ TRACKS_COLUMNS: list[tuple[str, str]] = (
 # Per-split floor: every genre keeps this many tracks in each split.
 _MIN_TRAIN, _MIN_VALID, _MIN_TEST = 3, 2, 2
 _MIN_PER_GENRE = _MIN_TRAIN + _MIN_VALID + _MIN_TEST
+# Where the demo is large enough (2 x 16 x 13 tracks), every genre gets this many test tracks, in
+# albums of 1-5 tracks: the 4 rarest genres (the "<100" set) then span at least ~10 test albums,
+# the fewest on which the report gives an interval (mattlib.evaluation.uncertainty.MIN_ALBUMS).
+_TAIL_TEST = 8
+_TEST_ALBUM_SIZES = (np.arange(1, 6), np.array([3, 4, 4, 2, 1], float))
 
 
 
@@ -56,24 +61,33 @@ def _genre_table() -> pd.DataFrame:
         return pd.read_csv(f, index_col=0)
 
 
+def _test_floor(n_tracks: int) -> int:
+    """Test tracks every genre keeps: :data:`_TAIL_TEST` on a demo large enough, else the floor."""
+    names = len(FMA_MEDIUM_TRAINING_COUNTS)
+    return _TAIL_TEST if n_tracks >= 2 * names * (_MIN_TRAIN + _MIN_VALID + _TAIL_TEST) else _MIN_TEST
+
+
 def _genre_totals(n_tracks: int) -> dict[str, int]:
     """Tracks per genre: the floor plus a largest-remainder share of the rest by FMA's counts."""
     names = list(FMA_MEDIUM_TRAINING_COUNTS)
+    floor = _MIN_TRAIN + _MIN_VALID + _test_floor(n_tracks)
     weights = np.array([FMA_MEDIUM_TRAINING_COUNTS[g] for g in names], dtype=float)
-    share = (n_tracks - _MIN_PER_GENRE * len(names)) * weights / weights.sum()
+    share = (n_tracks - floor * len(names)) * weights / weights.sum()
     extra = np.floor(share).astype(int)
-    left = n_tracks - _MIN_PER_GENRE * len(names) - extra.sum()
+    left = n_tracks - floor * len(names) - extra.sum()
     # Ties broken by the real order, so the allocation stays monotone in FMA's counts.
     order = sorted(range(len(names)), key=lambda i: (-(share[i] - extra[i]), i))
     extra[order[:left]] += 1
-    return {g: _MIN_PER_GENRE + int(e) for g, e in zip(names, extra)}
+    return {g: floor + int(e) for g, e in zip(names, extra)}
 
 
-def _split_counts(total: int) -> dict[str, int]:
-    """~80/10/10 split of one genre's tracks, monotone in ``total``, with the per-split floor."""
-    training = min(total - _MIN_VALID - _MIN_TEST, round(0.8 * total))
+def _split_counts(total: int, test_floor: int = _MIN_TEST) -> dict[str, int]:
+    """~80/10/10 split of one genre's tracks, monotone in ``total``, with the per-split floors
+    (``test_floor`` test tracks at least)."""
+    training = max(_MIN_TRAIN, min(total - _MIN_VALID - test_floor, round(0.8 * total)))
     rest = total - training
-    return {"training": training, "validation": rest // 2, "test": rest - rest // 2}
+    test = min(rest - _MIN_VALID, max(test_floor, rest - rest // 2))
+    return {"training": training, "validation": rest - test, "test": test}
 
 
 def _partition(total: int, rng: np.random.Generator, *, sizes: np.ndarray,
@@ -138,13 +152,18 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
     # 1. Albums (genre, split, size) grouped into artists; artists never cross splits.
     album_sizes, album_weights = album_sizes or (np.arange(1, 9), np.array([2, 3, 4, 4, 3, 2, 2, 1], float))
     artist_sizes, artist_weights = artist_albums or (np.arange(1, 5), np.array([3, 3, 2, 1], float))
+    demo_sizes = counts is None
     if counts is None:
-        counts = {genre: _split_counts(total) for genre, total in _genre_totals(n_tracks).items()}
+        floor = _test_floor(n_tracks)
+        counts = {genre: _split_counts(total, floor) for genre, total in _genre_totals(n_tracks).items()}
     albums: list[dict] = []
     n_artists = 0
     for genre, per_split in counts.items():
         for split, count in per_split.items():
-            sizes = _partition(count, rng, sizes=album_sizes, weights=album_weights)
+            if demo_sizes and split == "test":  # more, smaller test albums: intervals need albums
+                sizes = _partition(count, rng, sizes=_TEST_ALBUM_SIZES[0], weights=_TEST_ALBUM_SIZES[1])
+            else:
+                sizes = _partition(count, rng, sizes=album_sizes, weights=album_weights)
             per_artist = _partition(len(sizes), rng, sizes=artist_sizes, weights=artist_weights)
             start = 0
             for k in per_artist:

@@ -401,7 +401,10 @@ def _known_answer(run_dir: Path, cells) -> str | None:
         from mattlib.data import planted
 
         known = planted.EFFECTS.get(effect)
-        return f"the demo's planted effect is '{effect}': {known.answer}" if known else None
+        if known is None:
+            return None
+        answers = "; ".join(f"{c} {a}" for c, a in known.answers.items())
+        return f"the demo's planted effect is '{effect}' ({known.description}); expected: {answers}."
     return None
 
 
