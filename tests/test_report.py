@@ -124,14 +124,21 @@ def test_paired_differences_are_computed_from_the_per_track_scores(run_dir):
     assert {"track", "bag"} <= set(paired.loc[paired["comparison"] == "MLP+MATT − MLP+MIL", "level"])
 
 
-def test_holm_counts_every_estimable_row(run_dir):
+def test_holm_runs_over_the_headline_family_and_over_every_row(run_dir):
     paired = _paired(run_dir, min_albums=2)
+    # the models agree on every tail track at Top@2: no interval, never a zero-width one
+    agree = paired[(paired["metric"] == "top2 <100") & (paired["level"] == "track")]
+    assert agree["ci_low"].isna().all() and agree["note"].str.contains("agree on all 8 items").all()
     estimable = paired[paired["p"].notna()]
-    assert len(estimable) == len(paired)  # 4 tail albums suffice at min_albums=2
-    assert np.allclose(estimable["p_holm"], unc.holm(estimable["p"]), equal_nan=True)
-    assert (paired["p_holm"] >= paired["p"]).all()
-    text = verdict.verdict_text(paired, known_answer="attention helps")
-    assert f"{len(paired)} paired comparisons" in text and "Known answer of this dataset: attention helps" in text
+    assert np.allclose(estimable["p_holm_all"], unc.holm(estimable["p"]))
+    head = paired[paired["headline"] & paired["p"].notna()]
+    assert 0 < len(head) < len(estimable)
+    assert np.allclose(head["p_holm"], unc.holm(head["p"]))
+    assert paired.loc[~paired["headline"], "p_holm"].isna().all()
+    assert (estimable["p_holm_all"] >= estimable["p"]).all()
+    text = verdict.verdict_text(paired, known={"MATT − MIL": "+"}, known_answer="attention helps")
+    assert f"The report makes {len(paired)} paired comparisons ({len(estimable)} with an interval)" in text
+    assert "MATT − MIL planted +: " in text and "Known answer of this dataset: attention helps" in text
 
 
 def test_table_intervals_cover_seeds_and_albums_not_the_mean_of_seed_bounds(run_dir):
@@ -145,7 +152,7 @@ def test_table_intervals_cover_seeds_and_albums_not_the_mean_of_seed_bounds(run_
     expected = verdict.model_intervals(models[("all", "MLP+MATT", "bags")], runs.run_context(run_dir), n_boot=300)
     assert (matt["ci_low"], matt["ci_high"]) == (expected["accuracy"]["ci_low"], expected["accuracy"]["ci_high"])
     lr = t1.loc[("all", "LR")]
-    assert (lr["ci_low"], lr["ci_high"]) == (100.0, 100.0)  # right on every album
+    assert np.isnan(lr["ci_low"]) and lr["accuracy"] == 100.0  # right on every album: no bootstrap interval
     assert (lr["test_tracks"], lr["test_albums"]) == (24, 12)
     t2 = report.table2(frame, stats).set_index(["feature_set", "model"])
     assert t2.loc[("all", "LR"), "published <100 top3"] == "7.06"  # the paper used all 518 features

@@ -383,8 +383,8 @@ def _format(table: pd.DataFrame) -> str:
     return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
 
 
-def _known_answer(run_dir: Path, cells) -> str | None:
-    """The planted effect's known answer when the run's data root is a generated demo."""
+def _known_answer(run_dir: Path, cells) -> tuple[str | None, dict | None]:
+    """The planted effect's known answer (text, answers) when the run's data root is a demo."""
     import yaml
 
     for metrics in runs.metrics_files(run_dir, cells):
@@ -394,18 +394,17 @@ def _known_answer(run_dir: Path, cells) -> str | None:
         root = (yaml.safe_load(params.read_text()) or {}).get("data_root")
         marker = Path(str(root)) / "demo_complete.json" if root else None
         if marker is None or not marker.exists():
-            return None
+            return None, None
         effect = json.loads(marker.read_text()).get("effect")
-        if effect is None:
-            return None
         from mattlib.data import planted
 
         known = planted.EFFECTS.get(effect)
         if known is None:
-            return None
+            return None, None
         answers = "; ".join(f"{c} {a}" for c, a in known.answers.items())
-        return f"the demo's planted effect is '{effect}' ({known.description}); expected: {answers}."
-    return None
+        text = f"the demo's planted effect is '{effect}' ({known.description}); expected: {answers}."
+        return text, dict(known.answers)
+    return None, None
 
 
 def _attention_across_poolings(run_dir: Path, cells, div) -> list[str]:
@@ -501,7 +500,7 @@ def build_report(
     report_html.write_assets(out)
     links = report_html.render_notebooks(run_dir, out / "notebooks", jobs=jobs)
     attention = _attention_figures(run_dir)
-    known = _known_answer(run_dir, cells)
+    known, answers = _known_answer(run_dir, cells)
     read = sorted({f"{r.notebook}/{r.cell}" for r in frame.itertuples()}) if not frame.empty else []
 
     def div(fig) -> str:
@@ -519,13 +518,15 @@ def build_report(
         "</head><body>",
         f"<h1>MATT study — run <code>{html.escape(run_dir.name)}</code></h1>",
         "<h2>Do bags, and attention over them, help the rare genres?</h2>",
-        f"<p class='verdict'>{html.escape(verdict.verdict_text(paired, known_answer=known))}</p>",
+        f"<p class='verdict'>{html.escape(verdict.verdict_text(paired, known=answers, known_answer=known))}</p>",
         div(verdict.forest_figure(paired)),
         "<p class='note'>Each row: a paired difference A − B in percentage points on the same test albums; "
         "its 95 % interval comes from a hierarchical bootstrap (1,000 replicates) that resamples the training "
         "<b>seeds</b> of each model and the test <b>albums</b> (the same albums for A and B). ★: the interval "
-        "excludes 0 after Holm's adjustment over every estimable row of <code>paired.csv</code>; ●: only the "
-        "raw interval does; n/e: fewer than 10 test albums hold the metric's tracks, so no interval is given. "
+        "excludes 0 after Holm's adjustment over the rows of this plot (<code>p_holm</code>; "
+        "<code>p_holm_all</code> adjusts over every row of <code>paired.csv</code>); ●: only the raw interval "
+        "does; n/e: not estimable, because fewer than 10 test albums hold the metric's tracks or the two "
+        "models agree on every one of them (no bootstrap interval exists then). "
         "Models are selected on the validation split; the paper's authors selected on the test split. On the "
         "demo dataset the numbers describe synthetic music and say nothing about real music.</p>",
         "<details><summary>All paired comparisons (every metric, track and bag level; <code>paired.csv</code>)"

@@ -155,7 +155,9 @@ def paired_table(
     -------
     DataFrame, one row per comparison × metric: ``feature_set``, ``comparison``, ``question``,
     ``metric``, ``level`` (track / bag), ``difference``, ``ci_low``, ``ci_high``, ``p``, ``p_holm``
-    (Holm over every estimable row), ``excludes_0`` (the raw interval), ``excludes_0_holm``,
+    (Holm over the headline family: the forest plot's estimable rows, :func:`forest_rows`),
+    ``p_holm_all`` (Holm over every estimable row), ``excludes_0`` (the raw interval),
+    ``excludes_0_holm``, ``headline``,
     ``seeds_a``, ``seeds_b``, ``items`` and ``albums`` (the metric's test support), ``note``.
     Bag-level rows compare album bags (a bag's scores: its model's bag scores, for a track model
     the late fusion of its tracks), so comparisons with a plain track model are track level only.
@@ -171,7 +173,11 @@ def paired_table(
             rows += _compare(a, b, question, context, n_boot=n_boot, seed=seed, level=level, min_albums=min_albums)
     table = pd.DataFrame(rows, columns=_PAIRED_COLUMNS)
     if not table.empty:
-        table["p_holm"] = unc.holm(table["p"].to_numpy(dtype=float))
+        headline = _headline(table).to_numpy()
+        table["headline"] = headline
+        p = table["p"].to_numpy(dtype=float)
+        table["p_holm"] = unc.holm(np.where(headline, p, np.nan))
+        table["p_holm_all"] = unc.holm(p)
         table["excludes_0_holm"] = table["p_holm"] < (1 - level)
     return table
 
@@ -187,8 +193,10 @@ _PAIRED_COLUMNS = [
     "ci_high",
     "p",
     "p_holm",
+    "p_holm_all",
     "excludes_0",
     "excludes_0_holm",
+    "headline",
     "seeds_a",
     "seeds_b",
     "items",
@@ -240,8 +248,11 @@ def _compare(a: ModelScores, b: ModelScores, question: str, context: dict, *, n_
             da = unc.replicates(_values(a, track_ids, lv, metric, w_items), n_boot=n_boot, seed=seed + 1)
             db = unc.replicates(_values(b, track_ids, lv, metric, w_items), n_boot=n_boot, seed=seed + 2)
             low, high = unc.interval(da - db, level=level)
-            row.update(ci_low=100 * low, ci_high=100 * high, p=unc.p_value(da - db))
-            row["excludes_0"] = bool(low > 0 or high < 0)
+            if high - low < 1e-12:  # every replicate alike: A and B agree on every item of the subset
+                row["note"] = f"not estimable (A and B agree on all {items} items, {albums} albums)"
+            else:
+                row.update(ci_low=100 * low, ci_high=100 * high, p=unc.p_value(da - db))
+                row["excludes_0"] = bool(low > 0 or high < 0)
         out.append(row)
     return out
 
@@ -273,6 +284,8 @@ def model_intervals(
                 seed=seed + 1,
             )
             low, high = unc.interval(draws, level=level)
+            if high - low < 1e-12:  # e.g. 0 % on every replicate: no interval from a bootstrap
+                low = high = np.nan
         key = name if level_name == "track" else f"bag {name}"
         out[key] = {
             "value": 100 * float(np.nanmean(per_seed)),
@@ -285,13 +298,17 @@ def model_intervals(
     return out
 
 
+def _headline(paired: pd.DataFrame) -> pd.Series:
+    keep = paired["question"].isin(_FOREST_COMPARISONS) & paired["metric"].isin(HEADLINE_METRICS)
+    return keep & (paired["level"] == "track")
+
+
 def forest_rows(paired: pd.DataFrame) -> pd.DataFrame:
-    """The headline rows of the paired table: the study's comparisons × the claim's metrics."""
+    """The headline rows of the paired table: the study's comparisons × the claim's metrics (the
+    family Holm's adjustment of ``p_holm`` runs over)."""
     if paired.empty:
         return paired
-    keep = paired["question"].isin(_FOREST_COMPARISONS) & paired["metric"].isin(HEADLINE_METRICS)
-    keep &= paired["level"] == "track"
-    return paired[keep]
+    return paired[_headline(paired)]
 
 
 def forest_figure(paired: pd.DataFrame):
@@ -344,40 +361,68 @@ def forest_figure(paired: pd.DataFrame):
     return fig
 
 
-def verdict_text(paired: pd.DataFrame, *, known_answer: str | None = None) -> str:
-    """One paragraph, written from the numbers, answering "do bags, and attention, help?"."""
+#: The planted comparison (:data:`mattlib.data.planted.COMPARISONS`) a question answers.
+PLANTED = {
+    "bags (mean pooling) vs single tracks": "bag − track",
+    "bag training vs late fusion": "MIL − late",
+    "attention vs mean pooling": "MATT − MIL",
+    "attention vs late fusion": "MATT − late",
+}
+_PHRASES = (
+    ("bags (mean pooling) vs single tracks", "Bags (mean pooling) against single tracks"),
+    ("bag training vs late fusion", "bag training against late fusion"),
+    ("attention vs mean pooling", "MATT against mean pooling"),
+    ("genre-specific attention vs mean pooling", "MATT (bilinear) against mean pooling"),
+)
+
+
+def _said(r) -> str:
+    if r.note.startswith("not estimable (A and B agree"):
+        return f"{r.metric} identical on every one of its {r.items} tracks"
+    if r.note:
+        return f"{r.metric} {r.difference:+.1f} pp, {r.note}"
+    mark = " ★" if r.excludes_0_holm else " (raw interval excludes 0)" if r.excludes_0 else ""
+    return f"{r.metric} {r.difference:+.1f} pp [{r.ci_low:+.1f}, {r.ci_high:+.1f}]{mark}"
+
+
+def verdict_text(paired: pd.DataFrame, *, known: dict[str, str] | None = None, known_answer: str | None = None) -> str:
+    """One paragraph, written from the numbers, answering "do bags, and attention, help?".
+
+    ``known`` (planted comparison -> "+", "0" or "?", e.g. a demo effect's answers) adds whether
+    each planted answer was found on overall accuracy; ``known_answer`` is printed as it is.
+    """
     if paired.empty:
         return "No pair of comparable models ran, so this run cannot answer whether bags or attention help."
-    n_rows, n_est = len(paired), int(paired["ci_low"].notna().sum())
-    parts = [f"The report makes {n_rows} paired comparisons ({n_est} estimable; Holm-adjusted over those {n_est})."]
-    for question, phrase in (
-        ("bags (mean pooling) vs single tracks", "Bag models (mean pooling) differ from their track models"),
-        ("bag training vs late fusion", "Bag training differs from late fusion of the same encoder"),
-        ("attention vs mean pooling", "MATT adds over mean pooling"),
-        ("genre-specific attention vs mean pooling", "MATT (bilinear) adds over mean pooling"),
-    ):
-        sub = paired[(paired["question"] == question) & (paired["level"] == "track")]
-        if sub.empty:
-            continue
-        bits = []
-        for metric in ("accuracy", "top2 <100", "tail recall"):
-            m = sub[sub["metric"] == metric]
-            for r in m.itertuples():
-                if r.note:
-                    bits.append(f"{metric} [{r.feature_set}] not estimable ({r.albums} albums)")
-                else:
-                    verdict = "excludes 0 after Holm" if r.excludes_0_holm else "holds 0"
-                    bits.append(
-                        f"{metric} [{r.feature_set}] {r.difference:+.1f} pp [{r.ci_low:+.1f}, {r.ci_high:+.1f}], {verdict}"
-                    )
-        if bits:
-            parts.append(f"{phrase}: " + "; ".join(bits) + ".")
-    significant = paired[paired["excludes_0_holm"]]
+    head = forest_rows(paired)
+    n_head = int(head["p"].notna().sum())
+    n_all = int(paired["p"].notna().sum())
+    parts = [
+        f"The report makes {len(paired)} paired comparisons ({n_all} with an interval); the {len(head)} headline "
+        f"rows of the forest plot ({n_head} with an interval) are one family for Holm's adjustment (★)."
+    ]
+    for question, phrase in _PHRASES:
+        rows = head[head["question"] == question]
+        for comparison, group in rows.groupby("comparison", sort=False):
+            said = [_said(r) for r in group.itertuples() if r.metric in ("accuracy", "top2 <100", "tail recall")]
+            parts.append(f"{phrase} ({comparison}): " + "; ".join(said) + ".")
+    n_sig = int(head["excludes_0_holm"].sum())
     parts.append(
-        f"{len(significant)} of the {n_est} estimable differences exclude 0 after Holm's adjustment."
-        if n_est
-        else "No difference is estimable on this test set."
+        f"{n_sig} of the {n_head} headline differences {'excludes' if n_sig == 1 else 'exclude'} 0 after Holm."
     )
+    if known:
+        found = []
+        for question, planted in PLANTED.items():
+            answer = known.get(planted)
+            rows = head[(head["question"] == question) & (head["metric"] == "accuracy")]
+            if answer in ("+", "0") and not rows.empty:
+                r = rows.iloc[0]
+                if answer == "+":
+                    ok = "found" if r.excludes_0 and r.difference > 0 else "not found"
+                else:
+                    ok = "consistent" if not r.excludes_0 else "not consistent (the raw interval excludes 0)"
+                found.append(f"{planted} planted {answer}: {ok}")
+        if found:
+            parts.append("Against the planted answer (accuracy, raw interval): " + "; ".join(found) + ".")
     if known_answer:
         parts.append(f"Known answer of this dataset: {known_answer}")
     return " ".join(parts)
