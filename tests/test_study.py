@@ -172,7 +172,8 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert t2.loc[t2["model"] == "MLP+MATT", "published <100 top2"].item() == "28.24"
     rendered = (index.parent / "notebooks" / "05_matt__all-mlp-matt.html").read_text()
     assert "../plotly.min.js" in rendered and "attention per track" in rendered
-    assert "per model family" in page and "Paired differences A − B" in page  # PR panels, forest plot
+    assert "per model family" in page and "Paired differences A" in page  # PR panels, forest plot (JSON-escaped −)
+    assert "class='verdict'" in page and "paired comparisons" in page
     # every cell that shows a figure has a figure output, in every executed notebook
     for executed in run_dir.glob("*/*/notebook.ipynb"):
         for c in nbformat.read(executed, as_version=4).cells:

@@ -101,17 +101,27 @@ def recall_vs_count_models(frame: pd.DataFrame) -> go.Figure:
 _KEY_MODELS = ("MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT", "MLP+MATT (bilinear)")
 
 
-def recall_by_genre_lines(frame: pd.DataFrame, *, feature_set: str = "all", models=_KEY_MODELS) -> go.Figure:
+def recall_by_genre_lines(frame: pd.DataFrame, *, feature_set: str | None = None, models=_KEY_MODELS) -> go.Figure:
     """Per-genre test recall (mean over seeds) of a few models as lines over the genres sorted by
-    training count (rarest first), from :func:`mattlib.views.report.collect`'s table."""
-    long = _recall_long(frame[(frame["feature_set"] == feature_set) & (frame["evaluation"] == "bags")])
+    training count (rarest first), from :func:`mattlib.views.report.collect`'s table.
+
+    ``feature_set`` defaults to "all" when the run has it, else its most frequent one; ``models``
+    (the question's controls and bag models) fall back to every model of that feature set when
+    none of them ran.
+    """
+    frame = frame[frame["evaluation"] == "bags"] if "evaluation" in frame else frame
+    if feature_set is None and not frame.empty:
+        present = frame["feature_set"].value_counts()
+        feature_set = "all" if "all" in present.index else str(present.index[0])
+    long = _recall_long(frame[frame["feature_set"] == feature_set])
     if long.empty:
-        raise ValueError(f"no per-genre recall for feature set {feature_set!r}")
+        return go.Figure().update_layout(title="No per-genre recall in this run", height=200)
     long["label"] = long["model"].str.replace(f" [{feature_set}]", "", regex=False)
-    long = long[long["label"].isin(models)].groupby(["label", "genre"], as_index=False).mean(numeric_only=True)
+    shown = [m for m in models if m in set(long["label"])] or sorted(set(long["label"]))
+    long = long[long["label"].isin(shown)].groupby(["label", "genre"], as_index=False).mean(numeric_only=True)
     order = long.groupby("genre")["training tracks"].first().sort_values().index.tolist()
     fig = go.Figure()
-    for label in [m for m in models if m in set(long["label"])]:
+    for label in shown:
         rows = long[long["label"] == label].set_index("genre").reindex(order)
         fig.add_trace(
             go.Scatter(

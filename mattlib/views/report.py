@@ -276,12 +276,19 @@ _PR_FAMILIES = (
 )
 
 
-def pr_figure(run_dir: str | Path, *, cells: Iterable[str | Path] | None = None, feature_set: str = "all"):
+def pr_figure(run_dir: str | Path, *, cells: Iterable[str | Path] | None = None, feature_set: str | None = None):
     """Micro-averaged precision–recall curves as small multiples, one panel per model family
     (scikit-learn baselines, the torch MLP, CRNN, CRNN-TF), first seed of each model, on
-    ``feature_set`` (the log-mel for the CRNNs); average precision in the legend (plotly)."""
+    ``feature_set`` (default "all" when the run has it, else its most frequent; the log-mel for
+    the CRNNs); average precision in the legend (plotly)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    if feature_set is None:
+        sets = pd.Series(
+            [e.get("feature_set") for _, _, e in _entries(run_dir, cells) if e.get("feature_set") != "mel"]
+        )
+        feature_set = "all" if (sets == "all").any() or sets.empty else str(sets.value_counts().index[0])
 
     curves: dict[str, tuple[list, list, float | None]] = {}
     for _, _, entry in _entries(run_dir, cells):
