@@ -385,7 +385,9 @@ def _plan(
             "borrowed": frame[("manifest", "borrowed")].to_numpy(),
         }
     )
-    album_genre = manifest.groupby("album_id")["genre"].agg(lambda g: g.value_counts().index[0])
+    counts = manifest.groupby(["album_id", "genre"]).size().rename("n").reset_index()
+    album_genre = counts.sort_values(["album_id", "n"], ascending=[True, False]).drop_duplicates("album_id")
+    album_genre = album_genre.set_index("album_id")["genre"]  # the majority genre (strict in mixed albums)
     manifest["album_genre"] = manifest["album_id"].map(album_genre)
     manifest["mixed_album"] = manifest["album_id"].isin(mixed)
     manifest["marked"] = planted.draw_marked(manifest, seed=seed)
