@@ -51,7 +51,8 @@ _MEDIUM_SIGNAL = {
 _MEDIUM_ALBUM_SIGMA = 0.8  # an album's own offset, relative to its genre's signal
 _MEDIUM_GENERATOR_VERSION = 2
 # Planted demo: the genre signal's scale per effect (multiplies _MEDIUM_SIGNAL), chosen by
-# measurement so that an MLP on single tracks of a 600-track demo lands at 30-60 % test accuracy.
+# measurement so that an MLP on single tracks of a 600-track demo lands at 30-60 % test accuracy
+# (seeds 0-3: null 49 %, bag 52 %, attention 44 %; see generate_demo_features).
 _PLANTED_SIGNAL = {"null": 1.3, "bag": 6.0, "attention": 4.0}
 # bag: a track's signal is (1 - w) of its genre's centre and w of a random other genre's,
 # w ~ U(0, this): beyond w = 1/2 a single track looks like the other genre; an album's mean does not.
@@ -123,9 +124,20 @@ def generate_demo_features(out: str | Path, *, effect: str, n_tracks: int = 600,
 
     * ``null``: the album's vector, its genre's centre plus one noise draw per album (every
       track of an album has the same features);
-    * ``bag``: its genre's centre plus the track's own noise;
-    * ``attention``: informative tracks as in ``bag``; fillers a genre-free centre (the same for
-      every genre) plus noise; a guest track of a mixed album carries its own genre.
+    * ``bag``: each track pulled towards its own random other genre, ``(1 - w)`` of its
+      genre's centre and ``w`` of the other's, ``w ~ U(0, 1)``, plus the track's own noise;
+    * ``attention``: informative tracks their genre's centre plus noise; fillers one
+      genre-free centre (the same for every genre) plus noise; a guest track of a mixed album
+      carries its own genre.
+
+    Measured (600 tracks, data and training seeds 0-3, MLP 256-128 of
+    :func:`mattlib.study.experiment.run_bag_model`, 40 epochs, patience 8; test track accuracy,
+    mean over seeds, 68 test tracks each): ``null``: track model 49 %, late fusion = track model
+    exactly, MIL − track −1.9 (sd 8.9), MATT − MIL +2.2 (sd 2.8), MATT's weight on the marked
+    tracks 0.386 = their uniform share; ``bag``: track 52 %, late − track +15.0, MIL − track
+    +19.1, MIL − late +4.1 (sd 10.3), MATT − MIL +2.2 (sd 6.0), weight on marked 0.367 vs 0.386;
+    ``attention``: track 44 %, late − track +16.9, MIL − track +37.5, MIL − late +20.6 (sd
+    5.7), MATT − MIL +4.4 (sd 1.2), weight on the informative tracks 0.77 vs a uniform 0.39.
 
     Parameters
     ----------

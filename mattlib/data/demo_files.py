@@ -147,7 +147,9 @@ def _readme(settings: dict, manifest: pd.DataFrame, *, audio: bool = True) -> st
         ]
     if len(faults):
         lines += [
-            "Faulty clips (as on real FMA): " + ", ".join(f"{r.track_id} ({r.fault})" for r in faults.itertuples()) + ".",
+            "Faulty clips (as on real FMA): "
+            + ", ".join(f"{r.track_id} ({r.fault})" for r in faults.itertuples())
+            + ".",
             "",
         ]
     lines += ["| genre | training | validation | test |", "|---|---:|---:|---:|"]

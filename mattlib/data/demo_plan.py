@@ -25,24 +25,84 @@ _MEDIUM_ARTIST_ALBUMS = (np.arange(1, 9), np.arange(1, 9, dtype=float) ** -2.0)
 
 # Genres of FMA small (balanced, 8 genres); the demo marks some of their tracks subset=small.
 _SMALL_GENRES = (
-    "Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock",
+    "Electronic",
+    "Experimental",
+    "Folk",
+    "Hip-Hop",
+    "Instrumental",
+    "International",
+    "Pop",
+    "Rock",
 )
 
 #: FMA tracks.csv columns (group, field), in the real file's order.
 TRACKS_COLUMNS: list[tuple[str, str]] = (
-    [("album", f) for f in (
-        "comments", "date_created", "date_released", "engineer", "favorites", "id",
-        "information", "listens", "producer", "tags", "title", "tracks", "type")]
-    + [("artist", f) for f in (
-        "active_year_begin", "active_year_end", "associated_labels", "bio", "comments",
-        "date_created", "favorites", "id", "latitude", "location", "longitude", "members", "name",
-        "related_projects", "tags", "website", "wikipedia_page")]
+    [
+        ("album", f)
+        for f in (
+            "comments",
+            "date_created",
+            "date_released",
+            "engineer",
+            "favorites",
+            "id",
+            "information",
+            "listens",
+            "producer",
+            "tags",
+            "title",
+            "tracks",
+            "type",
+        )
+    ]
+    + [
+        ("artist", f)
+        for f in (
+            "active_year_begin",
+            "active_year_end",
+            "associated_labels",
+            "bio",
+            "comments",
+            "date_created",
+            "favorites",
+            "id",
+            "latitude",
+            "location",
+            "longitude",
+            "members",
+            "name",
+            "related_projects",
+            "tags",
+            "website",
+            "wikipedia_page",
+        )
+    ]
     + [("set", "split"), ("set", "subset")]
-    + [("track", f) for f in (
-        "bit_rate", "comments", "composer", "date_created", "date_recorded", "duration",
-        "favorites", "genre_top", "genres", "genres_all", "information", "interest",
-        "language_code", "license", "listens", "lyricist", "number", "publisher", "tags",
-        "title")]
+    + [
+        ("track", f)
+        for f in (
+            "bit_rate",
+            "comments",
+            "composer",
+            "date_created",
+            "date_recorded",
+            "duration",
+            "favorites",
+            "genre_top",
+            "genres",
+            "genres_all",
+            "information",
+            "interest",
+            "language_code",
+            "license",
+            "listens",
+            "lyricist",
+            "number",
+            "publisher",
+            "tags",
+            "title",
+        )
+    ]
 )
 
 # Per-split floor: every genre keeps this many tracks in each split.
@@ -53,7 +113,6 @@ _MIN_PER_GENRE = _MIN_TRAIN + _MIN_VALID + _MIN_TEST
 # the fewest on which the report gives an interval (mattlib.evaluation.uncertainty.MIN_ALBUMS).
 _TAIL_TEST = 8
 _TEST_ALBUM_SIZES = (np.arange(1, 6), np.array([3, 4, 4, 2, 1], float))
-
 
 
 def _genre_table() -> pd.DataFrame:
@@ -90,8 +149,7 @@ def _split_counts(total: int, test_floor: int = _MIN_TEST) -> dict[str, int]:
     return {"training": training, "validation": rest - test, "test": test}
 
 
-def _partition(total: int, rng: np.random.Generator, *, sizes: np.ndarray,
-               weights: np.ndarray) -> list[int]:
+def _partition(total: int, rng: np.random.Generator, *, sizes: np.ndarray, weights: np.ndarray) -> list[int]:
     """Split ``total`` into parts drawn from ``sizes`` (the last part takes what is left)."""
     parts = []
     while total > 0:
@@ -102,8 +160,32 @@ def _partition(total: int, rng: np.random.Generator, *, sizes: np.ndarray,
 
 
 def _words(rng: np.random.Generator, n: int) -> str:
-    syllables = ["ka", "lo", "mi", "ra", "ne", "to", "su", "vel", "dar", "an", "or", "is", "bel",
-                 "mo", "ri", "za", "fen", "tu", "lu", "gor", "sha", "pe", "qui", "ton"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ra",
+        "ne",
+        "to",
+        "su",
+        "vel",
+        "dar",
+        "an",
+        "or",
+        "is",
+        "bel",
+        "mo",
+        "ri",
+        "za",
+        "fen",
+        "tu",
+        "lu",
+        "gor",
+        "sha",
+        "pe",
+        "qui",
+        "ton",
+    ]
     words = []
     for _ in range(n):
         k = int(rng.integers(1, 4))
@@ -115,10 +197,14 @@ def _timestamp(base: np.datetime64, seconds: int) -> str:
     return str(base + np.timedelta64(int(seconds), "s")).replace("T", " ")
 
 
-def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None = None,
-          album_sizes: tuple[np.ndarray, np.ndarray] | None = None,
-          artist_albums: tuple[np.ndarray, np.ndarray] | None = None,
-          ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+def _plan(
+    *,
+    n_tracks: int,
+    seed: int,
+    counts: dict[str, dict[str, int]] | None = None,
+    album_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+    artist_albums: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Draw genres, splits, artists, albums, tracks and each album's style.
 
     ``counts`` (genre -> split -> tracks) replaces the scaled-down demo counts; ``album_sizes``
@@ -140,8 +226,9 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
     missing = [g for g in FMA_MEDIUM_TRAINING_COUNTS if g not in genre_id]
     if missing:  # pragma: no cover - the packaged genres.csv is FMA's official file
         raise RuntimeError(f"packaged genres.csv lacks top-level genres {missing}")
-    subgenres = {g: [int(i) for i in genres.index[genres["top_level"] == genre_id[g]]]
-                 for g in FMA_MEDIUM_TRAINING_COUNTS}
+    subgenres = {
+        g: [int(i) for i in genres.index[genres["top_level"] == genre_id[g]]] for g in FMA_MEDIUM_TRAINING_COUNTS
+    }
 
     def ancestors(gid: int) -> list[int]:
         chain = [gid]
@@ -167,9 +254,8 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
             per_artist = _partition(len(sizes), rng, sizes=artist_sizes, weights=artist_weights)
             start = 0
             for k in per_artist:
-                for size in sizes[start:start + k]:
-                    albums.append({"genre": genre, "split": split, "size": size,
-                                   "artist": n_artists})
+                for size in sizes[start : start + k]:
+                    albums.append({"genre": genre, "split": split, "size": size, "artist": n_artists})
                 start += k
                 n_artists += 1
 
@@ -196,7 +282,7 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
         album = albums[a]
         genre = album["genre"]
         album_id += int(rng.integers(1, 4))
-        track_id += int(rng.integers(0, 3)) if rows else 0      # FMA's first track is 2
+        track_id += int(rng.integers(0, 3)) if rows else 0  # FMA's first track is 2
         if album["artist"] not in artists:
             created = int(rng.integers(0, 8 * 365 * 86400))
             artists[album["artist"]] = {
@@ -209,8 +295,8 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
                 ("artist", "bio"): f"<p>{_words(rng, 5)}</p>" if rng.random() < 0.7 else None,
                 ("artist", "location"): _words(rng, 2) if rng.random() < 0.5 else None,
                 ("artist", "active_year_begin"): (
-                    f"{int(rng.integers(1990, 2012))}-01-01 00:00:00"
-                    if rng.random() < 0.4 else None),
+                    f"{int(rng.integers(1990, 2012))}-01-01 00:00:00" if rng.random() < 0.4 else None
+                ),
                 ("artist", "_created"): created,
             }
         artist = artists[album["artist"]]
@@ -220,12 +306,14 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
         album_row = {
             ("album", "id"): album_id,
             ("album", "title"): _words(rng, int(rng.integers(1, 4))),
-            ("album", "type"): "Single Tracks" if size == 1 else str(
-                rng.choice(["Album", "Album", "Album", "Live Performance"])),
+            ("album", "type"): "Single Tracks"
+            if size == 1
+            else str(rng.choice(["Album", "Album", "Album", "Live Performance"])),
             ("album", "tracks"): size + int(rng.integers(0, 3)),
             ("album", "date_created"): _timestamp(base, album_created),
             ("album", "date_released"): _timestamp(
-                base, album_created - album_created % 86400 + 86400 * int(rng.integers(1, 60))),
+                base, album_created - album_created % 86400 + 86400 * int(rng.integers(1, 60))
+            ),
             ("album", "comments"): int(rng.poisson(0.3)),
             ("album", "favorites"): int(rng.poisson(2)),
             ("album", "listens"): int(rng.integers(100, 20000)),
@@ -237,29 +325,32 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
         for number in range(1, size + 1):
             track_id += 1
             track_created = album_created + int(rng.integers(60, 3600))
-            rows.append({
-                **album_row,
-                **{k: v for k, v in artist.items() if k[1] != "_created"},
-                ("set", "split"): album["split"],
-                ("set", "subset"): "medium",
-                ("track", "_id"): track_id,
-                ("track", "bit_rate"): int(rng.choice([128000, 160000, 192000, 256000, 320000],
-                                                      p=[.1, .15, .1, .6, .05])),
-                ("track", "comments"): 0,
-                ("track", "date_created"): _timestamp(base, track_created),
-                ("track", "duration"): int(rng.integers(60, 420)),
-                ("track", "favorites"): int(rng.poisson(1)),
-                ("track", "genre_top"): genre,
-                ("track", "genres"): f"[{sub}]",
-                ("track", "genres_all"): str(sorted(ancestors(sub))),
-                ("track", "interest"): int(rng.integers(50, 5000)),
-                ("track", "language_code"): "en" if rng.random() < 0.5 else None,
-                ("track", "license"): license_,
-                ("track", "listens"): int(rng.integers(20, 3000)),
-                ("track", "number"): number,
-                ("track", "tags"): "[]",
-                ("track", "title"): _words(rng, int(rng.integers(1, 4))),
-            })
+            rows.append(
+                {
+                    **album_row,
+                    **{k: v for k, v in artist.items() if k[1] != "_created"},
+                    ("set", "split"): album["split"],
+                    ("set", "subset"): "medium",
+                    ("track", "_id"): track_id,
+                    ("track", "bit_rate"): int(
+                        rng.choice([128000, 160000, 192000, 256000, 320000], p=[0.1, 0.15, 0.1, 0.6, 0.05])
+                    ),
+                    ("track", "comments"): 0,
+                    ("track", "date_created"): _timestamp(base, track_created),
+                    ("track", "duration"): int(rng.integers(60, 420)),
+                    ("track", "favorites"): int(rng.poisson(1)),
+                    ("track", "genre_top"): genre,
+                    ("track", "genres"): f"[{sub}]",
+                    ("track", "genres_all"): str(sorted(ancestors(sub))),
+                    ("track", "interest"): int(rng.integers(50, 5000)),
+                    ("track", "language_code"): "en" if rng.random() < 0.5 else None,
+                    ("track", "license"): license_,
+                    ("track", "listens"): int(rng.integers(20, 3000)),
+                    ("track", "number"): number,
+                    ("track", "tags"): "[]",
+                    ("track", "title"): _words(rng, int(rng.integers(1, 4))),
+                }
+            )
             tasks.append({"track_id": track_id, "album_id": album_id, "style": style, "fault": ""})
             rows[-1][("manifest", "crossover")] = crossover
             rows[-1][("manifest", "weight")] = round(weight, 4)
@@ -278,8 +369,7 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
     split_of = frame[("set", "split")].to_numpy()
     genre_of = frame[("track", "genre_top")].to_numpy()
     for split in ("training", "validation", "test"):
-        k = max(1, min(int(np.sum((genre_of == g) & (split_of == split))) for g in _SMALL_GENRES)
-                // 2)
+        k = max(1, min(int(np.sum((genre_of == g) & (split_of == split))) for g in _SMALL_GENRES) // 2)
         for g in _SMALL_GENRES:
             idx = np.flatnonzero((genre_of == g) & (split_of == split))
             subset[rng.choice(idx, size=k, replace=False)] = "small"
@@ -290,8 +380,7 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
     album_size = pd.Series(album_of).map(pd.Series(album_of).value_counts()).to_numpy()
     faults = np.full(len(frame), "", dtype=object)
     for kind, genre in (("empty", "Rock"), ("truncated", "Electronic"), ("short", "Rock")):
-        ok = np.flatnonzero((genre_of == genre) & (split_of == "training") & (album_size >= 2)
-                            & (faults == ""))
+        ok = np.flatnonzero((genre_of == genre) & (split_of == "training") & (album_size >= 2) & (faults == ""))
         faults[int(rng.choice(ok))] = kind
     for task, fault in zip(tasks, faults):
         task["fault"] = fault
@@ -300,20 +389,24 @@ def _plan(*, n_tracks: int, seed: int, counts: dict[str, dict[str, int]] | None 
     tracks = pd.DataFrame({c: frame[c] if c in frame else None for c in TRACKS_COLUMNS})
     tracks.columns = pd.MultiIndex.from_tuples(TRACKS_COLUMNS)
     tracks.index = pd.Index(ids, name="track_id")
-    manifest = pd.DataFrame({
-        "track_id": ids,
-        "genre": genre_of,
-        "genre_id": [genre_id[g] for g in genre_of],
-        "album_id": album_of,
-        "artist_id": frame[("artist", "id")].to_numpy(),
-        "split": split_of,
-        "subset": subset,
-        "fault": faults,
-        "crossover_genre": frame[("manifest", "crossover")].to_numpy(),
-        "crossover_weight": frame[("manifest", "weight")].to_numpy(),
-        "borrowed": frame[("manifest", "borrowed")].to_numpy(),
-    })
-    album_genre = manifest.groupby("album_id")["genre"].agg(lambda g: g.value_counts().index[0])
+    manifest = pd.DataFrame(
+        {
+            "track_id": ids,
+            "genre": genre_of,
+            "genre_id": [genre_id[g] for g in genre_of],
+            "album_id": album_of,
+            "artist_id": frame[("artist", "id")].to_numpy(),
+            "split": split_of,
+            "subset": subset,
+            "fault": faults,
+            "crossover_genre": frame[("manifest", "crossover")].to_numpy(),
+            "crossover_weight": frame[("manifest", "weight")].to_numpy(),
+            "borrowed": frame[("manifest", "borrowed")].to_numpy(),
+        }
+    )
+    counts = manifest.groupby(["album_id", "genre"]).size().rename("n").reset_index()
+    album_genre = counts.sort_values(["album_id", "n"], ascending=[True, False]).drop_duplicates("album_id")
+    album_genre = album_genre.set_index("album_id")["genre"]  # the majority genre (strict in mixed albums)
     manifest["album_genre"] = manifest["album_id"].map(album_genre)
     manifest["mixed_album"] = manifest["album_id"].isin(mixed)
     manifest["marked"] = planted.draw_marked(manifest, seed=seed)
@@ -343,7 +436,9 @@ def _mix_test_albums(rows: list[dict], *, seed: int) -> list[int]:
         if host in used:
             continue
         genre = rows[by_album[host][0]][("track", "genre_top")]
-        donors = [a for a in albums if a not in used and a != host and rows[by_album[a][0]][("track", "genre_top")] != genre]
+        donors = [
+            a for a in albums if a not in used and a != host and rows[by_album[a][0]][("track", "genre_top")] != genre
+        ]
         if not donors:
             continue
         donor = int(rng.choice(donors))
@@ -366,7 +461,6 @@ def _mix_test_albums(rows: list[dict], *, seed: int) -> list[int]:
     return chosen
 
 
-
 def _medium_counts() -> dict[str, dict[str, int]]:
     """genre -> split -> tracks: FMA medium's training counts; validation and test split sizes
     shared out in proportion to training (largest remainder), at least 2 tracks each."""
@@ -382,4 +476,3 @@ def _medium_counts() -> dict[str, dict[str, int]]:
         for g, n in zip(names, part):
             counts[g][split] = int(n)
     return counts
-

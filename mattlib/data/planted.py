@@ -32,7 +32,10 @@ learns the genre prior there), and averaging fillers' predictions dilutes late f
 model can learn to ignore fillers; attention can do it by weighting, but a mean-pool encoder can
 also learn to map the filler style near a constant embedding, so that only the classifier's
 bias feels the dilution. So MIL − late fusion and attention weight on the informative tracks
-are planted; MATT − MIL is not.
+are planted; MATT − MIL is not. (Measured at 600 tracks: in the features-only variant MIL
+does learn to ignore fillers, MATT − MIL +4; on the audio demo, where fillers' statistics vary
+more, mean-pool MIL trained 40 epochs does not, and MATT − MIL is +7 to +16 over 3 training seeds. That
+is a property of the models and their training, not of the data.)
 
 This module is torch-free: it holds the registry (:data:`EFFECTS`) and the role draw.
 """
@@ -134,8 +137,7 @@ EFFECTS: dict[str, Effect] = {
     ),
     "attention": Effect(
         "attention",
-        "about a third of an album's tracks carry its genre (at least one per album); the rest are "
-        "genre-free fillers",
+        "about a third of an album's tracks carry its genre (at least one per album); the rest are genre-free fillers",
         answers={
             "bag − track": "+",
             "late − track": "+",
@@ -147,8 +149,7 @@ EFFECTS: dict[str, Effect] = {
         notes={
             "bag − track": "a track model cannot classify fillers (about two thirds of the tracks); every "
             "bag holds at least one informative track",
-            "late − track": "the informative tracks' predictions outvote the fillers' (the genre prior) "
-            "in most albums",
+            "late − track": "the informative tracks' predictions outvote the fillers' (the genre prior) in most albums",
             "MIL − late": "a bag model learns to ignore fillers; late fusion averages their prior in",
             "MATT − MIL": "not planted: a mean-pool encoder can also learn to map fillers to a constant, "
             "leaving the dilution to the classifier's bias",
@@ -178,9 +179,10 @@ def draw_marked(manifest: pd.DataFrame, *, seed: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AF0]))
     marked = np.zeros(len(manifest), dtype=bool)
     own = (manifest["genre"] == manifest["album_genre"]).to_numpy()
-    albums = manifest["album_id"].to_numpy()
-    for album in np.unique(albums):
-        rows = np.flatnonzero((albums == album) & own)
+    rows_of = pd.Series(np.arange(len(manifest))[own]).groupby(manifest["album_id"].to_numpy()[own]).indices
+    positions = np.flatnonzero(own)
+    for album in sorted(rows_of):
+        rows = positions[rows_of[album]]
         k = max(1, round(len(rows) / 3))
         marked[rng.choice(rows, size=k, replace=False)] = True
     return marked
