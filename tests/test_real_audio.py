@@ -68,7 +68,7 @@ def test_the_study_path_on_twenty_real_clips(fma_root, tmp_path, torch_one_threa
     attention = json.loads((run / "05_matt" / "all-mlp-matt" / "attention.json").read_text())
     assert {tuple(b["tracks"]) for b in attention["bags"]} == {(182,), (1083,)}
     index = report.build_report(run)
-    assert "Paired comparisons" in index.read_text()
+    assert "Do bags, and attention over them, help the rare genres?" in index.read_text()
     t1 = pd.read_csv(index.parent / "table1.csv")
     assert set(t1["model"]) == {"MLP (torch)", "MLP (torch)+late", "MLP+MIL", "MLP+MATT"}
     assert (t1["test_tracks"] == 2).all() and (t1["test_albums"] == 2).all()
