@@ -51,6 +51,7 @@ MODELS = (
     ("matt", {"pooling": "matt"}),
     ("matt-dot", {"pooling": "matt", "matt_score": "dot"}),
     ("gated", {"pooling": "gated"}),
+    ("max", {"pooling": "max"}),
 )
 #: The planted comparison each report question answers (:data:`mattlib.data.planted.COMPARISONS`).
 QUESTIONS = {
