@@ -54,7 +54,7 @@ _EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
 _TEMPORAL = (128, 64, 32)  # frames of the three temporal filters
 
 
-class MusicnnNotInstalled(ImportError):
+class MusicnnNotInstalled(RuntimeError):
     """The ``musicnn`` package (which ships the weights) is not installed."""
 
 
