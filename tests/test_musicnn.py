@@ -171,3 +171,9 @@ def test_the_feature_kind_writes_the_reference_values_and_lists_failures(tmp_pat
     with pytest.warns(UserWarning, match="1 of 5 tracks failed"):
         pooled = musicnn.load_musicnn_features(tmp_path / "cache", settings)
     assert pooled.shape == (4, 50) and pooled.index.name == "track_id"
+
+
+def test_the_filterbank_is_librosas_bit_for_bit():
+    import librosa
+
+    assert np.array_equal(musicnn._filterbank(), librosa.filters.mel(sr=16000, n_fft=512, n_mels=96))

@@ -78,8 +78,10 @@ def checkpoint_prefix(model: str = "MSD_musicnn") -> str:
     """
     _check_model(model)
     spec = importlib.util.find_spec("musicnn")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise MusicnnNotInstalled(f"musicnn (the weights of the {model} model) is not installed: {_INSTALL}")
+    if not spec.submodule_search_locations:
+        raise MusicnnNotInstalled(f"{spec.origin} hides the musicnn package (the weights): rename it, or {_INSTALL}")
     return str(Path(list(spec.submodule_search_locations)[0]) / model) + "/"
 
 
