@@ -20,6 +20,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,ray]'
+	@# musicnn's wheel for its trained checkpoints only (read by mattlib.features.musicnn_net): its declared deps (tensorflow, numpy<1.17) are never installed
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps musicnn==0.1.0
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mattlib)" >/dev/null
 	$(BIN)/python -m ipykernel install --user --name mattlib --display-name "Python (mattlib)" >/dev/null
 	@# librosa's numba kernels compiled into their cache once, at install (else every feature worker's first clip takes ~40 s)

@@ -49,6 +49,10 @@ def run_study(
             print(f"features: fma518 -> {official} (the dataset's own; nothing to extract)")
             continue
         mel = features.MelSettings(**settings.mel) if kind == "mel" else None
+        if kind == "musicnn":
+            from mattlib.features.musicnn import MusicnnSettings
+
+            mel = MusicnnSettings(**settings.musicnn)
         print(f"features: {kind} -> {cache}")
         extraction = features.extract(
             dataset.audio_paths(subset=settings.subset), kind=kind, out=cache, jobs=jobs, settings=mel

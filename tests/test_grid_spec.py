@@ -34,7 +34,7 @@ def test_demo_and_fma_medium_params_are_valid():
     assert "run_dir" not in cell.params  # only notebooks that declare a parameter receive it
     real = grid.load_grid(ROOT / "params" / "fma_medium.yaml")
     table1 = [c for c in real.cells if c.notebook == "03_baselines.ipynb"]
-    assert len({c.params["feature_set"] for c in table1}) == 12
+    assert len({c.params["feature_set"] for c in table1}) == 13  # the paper's 12 and musicnn
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_choices_match_the_registries():
     from mattlib import features
     from mattlib.models import baselines, encoders, mil
 
-    assert set(choices.FEATURE_SETS) - {"mel"} == set(features.FEATURE_SETS)
+    assert set(choices.FEATURE_SETS) - {"mel", "musicnn"} == set(features.FEATURE_SETS)
     for name in choices.BASELINES:
         baselines.make_baseline(name)
     # poolings and encoders are read from their registries; "late" is late fusion of "none"

@@ -40,6 +40,7 @@ from mattlib.features.store import (
     _write_manifest,
 )
 from mattlib.locks import die_with_parent, folder_lock
+from mattlib.models.registry import resolve
 
 __all__ = ["KINDS", "ExtractionReport", "extract", "extract_subset", "extract_audio_dir"]
 
@@ -461,7 +462,7 @@ def _read_progress(path: Path, track_ids: list[int]) -> dict[int, bool]:
     return done
 
 
-def _prepare_mel_folder(folder: Path, track_ids: list[int], settings) -> dict[int, bool]:
+def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.float16) -> dict[int, bool]:
     """Create or reuse ``mel.npy`` for exactly ``track_ids``; returns finished rows (row -> padded).
 
     A previous store with the same settings but another track list is re-laid out, copying the
@@ -480,7 +481,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings) -> dict[in
         old_done = _read_progress(prog_path, old_ids)
         if old_ids == track_ids:
             mm = np.load(mel_path, mmap_mode="r")
-            if mm.shape == shape and mm.dtype == np.float16:
+            if mm.shape == shape and mm.dtype == np.dtype(dtype):
                 return old_done
         # re-layout: copy finished rows of tracks we still want
         old_mm = np.load(mel_path, mmap_mode="r")
@@ -490,7 +491,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings) -> dict[in
             prog_path.unlink()
 
         def write(p: Path):
-            new = np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=shape)
+            new = np.lib.format.open_memmap(p, mode="w+", dtype=dtype, shape=shape)
             for new_row, (old_row, _) in sorted(keep.items()):
                 new[new_row] = old_mm[old_row]
             new.flush()
@@ -509,7 +510,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings) -> dict[in
             p.unlink()
 
     def write(p: Path):
-        new = np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=shape)
+        new = np.lib.format.open_memmap(p, mode="w+", dtype=dtype, shape=shape)
         new.flush()
         del new
         # reserve the disk space now: a full disk is an OSError here, not a Bus error later
@@ -568,7 +569,7 @@ def _extract_array(
     folder = kind.folder(out, settings)
     track_ids = list(tracks)
     damaged = _damaged_mel_tracks(folder, repair=repair)
-    done_rows = _prepare_mel_folder(folder, track_ids, settings)
+    done_rows = _prepare_mel_folder(folder, track_ids, settings, np.dtype(kind.dtype))
     for r, t in enumerate(track_ids):
         if t in damaged:
             done_rows.pop(r, None)  # re-extracted
@@ -578,7 +579,7 @@ def _extract_array(
     failures: list[tuple[int, str, str]] = []
     padded_flags = dict(done_rows)
     n_done = 0
-    use_cuda = device.startswith("cuda") and kind.name == "mel"  # the one kind with a batched device path
+    use_cuda = device.startswith("cuda") and kind.name == "mel"  # the log-mel's batched device path
     fb = mel_filterbank(settings) if use_cuda else None
 
     mm = np.load(folder / "mel.npy", mmap_mode="r+")
@@ -597,6 +598,8 @@ def _extract_array(
         if use_cuda:
             batch = np.stack([v for _, v, _ in ok])
             mels = log_mel_torch(batch, settings, device=device, fb=fb).cpu().numpy().astype(np.float16)
+        elif kind.batch is not None:  # the workers prepared, the parent batches (any device)
+            mels = resolve(kind.batch)([v for _, v, _ in ok], settings, device)
         else:
             mels = [v for _, v, _ in ok]
         lines = []
@@ -611,12 +614,25 @@ def _extract_array(
         os.fsync(prog.fileno())
         n_done += len(ok)
 
+    if kind.batch is not None and todo:
+        resolve(kind.batch)([], settings, device)  # e.g. the network's weights: one line, before any worker
     chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
-    fn = _bind(_work_mel_audio, settings=settings) if use_cuda else _bind(_work, kind=kind, settings=settings)
+    if use_cuda:
+        fn = _bind(_work_mel_audio, settings=settings)
+    elif kind.prepare is not None:
+        fn = _bind(_work, kind=dataclasses.replace(kind, compute=kind.prepare), settings=settings)
+    else:
+        fn = _bind(_work, kind=kind, settings=settings)
     try:
         with _progress_bar(len(todo), f"{kind.name} {settings.settings_id}", progress) as bar:
             _run(
-                fn, _chunks(todo, chunk), jobs=jobs, use_cuda=use_cuda, on_result=on_result, bar=bar, executor=executor
+                fn,
+                _chunks(todo, chunk),
+                jobs=jobs,
+                use_cuda=use_cuda or (kind.batch is not None and device.startswith("cuda")),  # never fork CUDA
+                on_result=on_result,
+                bar=bar,
+                executor=executor,
             )
     finally:
         prog.close()

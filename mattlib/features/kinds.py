@@ -6,8 +6,14 @@ how the results are stored:
 
 * ``"table"``: one row of values per track in ``<cache>/<name>/`` (``fma518``: FMA's
   ``features.csv`` layout, merged from resumable parts);
-* ``"array"``: one fixed-shape array per track in a float16 memmap, ``<cache>/<name>-<settings_id>/``
-  (``mel``), for kinds with settings (an object with ``shape``, ``settings_id`` and ``to_dict()``).
+* ``"array"``: one fixed-shape array per track in a memmap (float16 unless ``dtype`` says
+  otherwise), ``<cache>/<name>-<settings_id>/`` (``mel``, ``musicnn``), for kinds with settings
+  (an object with ``shape``, ``settings_id`` and ``to_dict()``).
+
+An array kind may split its clip in two (``prepare`` and ``batch``): the workers run
+``prepare(path, settings) -> (input, padded)`` (decoding), and the parent runs
+``batch(inputs, settings, device) -> values`` on the inputs of a whole chunk at once (a network on
+many clips' patches, on CUDA when there is one) while the workers decode the next chunks.
 
 The registry holds strings and plain data only, so :mod:`mattlib.study.settings` reads the names
 (``kind``: any key or ``both``) without decoding audio or importing torch.
@@ -40,6 +46,11 @@ class FeatureKind:
         ``"module:Class"`` of the kind's settings (an array kind's shape); None: none taken.
     chunk : int, default 8
         Most tracks per work unit (the resume granularity) when ``extract`` chooses.
+    dtype : str, default "float16"
+        What an array kind stores.
+    prepare, batch : str, optional
+        ``"module:function"`` of the two halves of ``compute`` (see the module docstring); both or
+        neither.
     """
 
     name: str
@@ -47,12 +58,17 @@ class FeatureKind:
     compute: str
     settings: str | None = None
     chunk: int = 8
+    dtype: str = "float16"
+    prepare: str | None = None
+    batch: str | None = None
 
     def __post_init__(self) -> None:
         if self.storage not in ("table", "array"):
             raise ValueError(f"feature kind {self.name!r}: storage must be 'table' or 'array', got {self.storage!r}")
         if self.storage == "array" and self.settings is None:
             raise ValueError(f"feature kind {self.name!r}: an array kind needs settings (its shape)")
+        if (self.prepare is None) != (self.batch is None):
+            raise ValueError(f"feature kind {self.name!r}: give both prepare and batch, or neither")
 
     def settings_class(self) -> type | None:
         """The settings class (imported now), or None."""
@@ -74,6 +90,16 @@ KINDS: dict[str, FeatureKind] = {
     "fma518": FeatureKind("fma518", "table", "mattlib.features.stats:fma518_clip"),
     "mel": FeatureKind(
         "mel", "array", "mattlib.features.mel:mel_clip", settings="mattlib.features.mel:MelSettings", chunk=32
+    ),
+    "musicnn": FeatureKind(
+        "musicnn",
+        "array",
+        "mattlib.features.musicnn:musicnn_clip",
+        settings="mattlib.features.musicnn:MusicnnSettings",
+        chunk=16,
+        dtype="float32",
+        prepare="mattlib.features.musicnn:musicnn_input",
+        batch="mattlib.features.musicnn:musicnn_batch",
     ),
 }
 

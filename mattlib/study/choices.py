@@ -31,6 +31,7 @@ FEATURE_SETS = (
     "mfcc+contrast+centroid",
     "all",
     "mel",
+    "musicnn",  # musicnn embeddings, the mean over a track's 3 s patches (mattlib.features.musicnn)
 )
 #: Classic baselines (scikit-learn, on a feature set).
 BASELINES = ("lr", "knn", "svm", "mlp")

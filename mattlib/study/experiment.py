@@ -187,6 +187,7 @@ def load(settings: Settings) -> StudyData:
         feature_set=settings.feature_set,
         max_bag_size=settings.max_bag_size,
         mel=settings.mel,
+        musicnn=settings.musicnn,
     )
 
 
@@ -238,10 +239,22 @@ def _row_map(store) -> dict[int, int]:
 
 
 def _load_instances(
-    *, dataset: datasets.Dataset, cache_dir: Path, feature_set: str, mel: dict[str, Any], features_source: str
+    *,
+    dataset: datasets.Dataset,
+    cache_dir: Path,
+    feature_set: str,
+    mel: dict[str, Any],
+    features_source: str,
+    musicnn: dict[str, Any] | None = None,
 ):
     from mattlib import features
 
+    if feature_set == "musicnn":  # one vector per track: the mean over its patches
+        from mattlib.features import musicnn as musicnn_features
+
+        return musicnn_features.load_musicnn_features(
+            cache_dir, musicnn_features.MusicnnSettings(**(musicnn or {}))
+        ), None
     if feature_set == "mel":
         settings = features.MelSettings(**mel)
         store = features.load_mel(features.mel_dir(cache_dir, settings))
@@ -266,6 +279,7 @@ def load_study_data(
     mel: dict[str, Any] | None = None,
     features_source: str = "auto",
     dataset: str = "auto",
+    musicnn: dict[str, Any] | None = None,
 ) -> StudyData:
     """Load tracks, bags and instances for one feature set.
 
@@ -289,6 +303,8 @@ def load_study_data(
         when the root has one, else the project's cache.
     dataset : {"auto", "fma", "collection"}
         The kind of dataset at ``data_root`` (:data:`mattlib.data.datasets.DATASETS`).
+    musicnn : dict, optional
+        :class:`mattlib.features.musicnn.MusicnnSettings` fields (``feature_set="musicnn"``).
     """
     if feature_set not in choices.FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; valid: {', '.join(choices.FEATURE_SETS)}")
@@ -301,6 +317,7 @@ def load_study_data(
         feature_set=feature_set,
         mel=mel or {},
         features_source=features_source,
+        musicnn=musicnn,
     )
     if isinstance(instances, pd.DataFrame):
         bad = ~np.isfinite(instances.to_numpy(dtype=float))

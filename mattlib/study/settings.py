@@ -134,6 +134,9 @@ class Settings:
         MATT's instance score: ``paper`` (tanh(w_s [s_k; q_g] + b_s)) or ``dot`` (bilinear).
     mel_sr, mel_seconds, mel_n_mels, mel_hop_length, mel_n_fft, mel_crop
         The log-mel (:class:`mattlib.features.MelSettings`).
+    musicnn_model, musicnn_vector
+        The musicnn embeddings (:class:`mattlib.features.musicnn.MusicnnSettings`): the trained
+        model (``MSD_musicnn``, ``MTT_musicnn``) and the vector kept per 3 s patch.
     kind, jobs
         Which features to extract and with how many worker processes.
     """
@@ -167,6 +170,8 @@ class Settings:
     mel_hop_length: int = 256
     mel_n_fft: int = 512
     mel_crop: str = "start"
+    musicnn_model: str = "MSD_musicnn"
+    musicnn_vector: str = "penultimate"
     kind: str = "both"
     jobs: int = 2
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -201,6 +206,8 @@ class Settings:
         "mel_hop_length": _POSITIVE_INT,
         "mel_n_fft": _POSITIVE_INT,
         "mel_crop": Options(("start", "centre", "center")),
+        "musicnn_model": Options(("MSD_musicnn", "MTT_musicnn")),
+        "musicnn_vector": Options(("penultimate", "mean_pool", "max_pool", "taggram")),
         "kind": Options(choices.feature_kinds),
         "jobs": _POSITIVE_INT,
     }
@@ -244,6 +251,11 @@ class Settings:
     def mel(self) -> dict[str, Any]:
         """:class:`mattlib.features.MelSettings` keyword arguments (the one spelling of them)."""
         return {field_: getattr(self, f"mel_{field_}") for field_ in _MEL_FIELDS}
+
+    @property
+    def musicnn(self) -> dict[str, Any]:
+        """:class:`mattlib.features.musicnn.MusicnnSettings` keyword arguments."""
+        return {"model": self.musicnn_model, "vector": self.musicnn_vector}
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated)."""
