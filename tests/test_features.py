@@ -467,7 +467,7 @@ def test_a_feature_kind_registered_in_one_place_extracts_and_validates(tmp_path,
     from mattlib.features import kinds
     from mattlib.study.settings import Settings, SettingsError
 
-    with pytest.raises(SettingsError, match="unknown kind 'peak'; valid: fma518, mel, both"):
+    with pytest.raises(SettingsError, match="unknown kind 'peak'; valid: fma518, mel, musicnn, both"):
         Settings(kind="peak")
     kind = kinds.FeatureKind("peak", "array", f"{__name__}:_peak_clip", settings=f"{__name__}:_PeakSettings")
     monkeypatch.setitem(kinds.KINDS, "peak", kind)
@@ -476,5 +476,5 @@ def test_a_feature_kind_registered_in_one_place_extracts_and_validates(tmp_path,
     assert (rep.kind, rep.done, rep.failed) == ("peak", 1, 1)
     stored = np.load(tmp_path / "peak-four" / "mel.npy")  # the array store keeps the log-mel's file name
     assert stored.shape == (2, 1, 4) and stored[0].max() > 0
-    with pytest.raises(ValueError, match="settings apply to kind='mel' / 'peak' only"):
+    with pytest.raises(ValueError, match="settings apply to kind='mel' / 'musicnn' / 'peak' only"):
         F.extract({1: CLIP2}, kind="fma518", out=tmp_path, settings=_PeakSettings(), progress=False)

@@ -174,12 +174,17 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert "../plotly.min.js" in rendered and "attention per track" in rendered
     assert "per model family" in page and "Paired differences A" in page  # PR panels, forest plot (JSON-escaped −)
     assert "class='verdict'" in page and "paired comparisons" in page
-    # every cell that shows a figure has a figure output, in every executed notebook
+    # every cell that shows a figure has a figure output, or one line saying why not, in every notebook
+    quiet = []
     for executed in run_dir.glob("*/*/notebook.ipynb"):
         for c in nbformat.read(executed, as_version=4).cells:
             if c.cell_type == "code" and ".show()" in c.source:
                 kinds = {k for o in c.get("outputs", []) for k in o.get("data", {})}
-                assert kinds & {PLOTLY, "image/png"}, f"{executed}: no figure from {c.source[:60]!r}"
+                text = "".join(o.get("text", "") for o in c.get("outputs", []))
+                if not kinds & {PLOTLY, "image/png"}:
+                    assert "no musicnn figure: none of the 112 clips" in text, f"{executed}: {c.source[:60]!r}"
+                    quiet.append(executed.parent.parent.name)
+    assert quiet == ["02_features"]  # the tiny study's 2 s clips are shorter than one musicnn patch
 
 
 def test_experiment_api_on_features(tiny_study):
