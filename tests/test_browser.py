@@ -204,6 +204,21 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
     first, first_mel = plot_state(page, 0), plot_state(page, 1)
     assert first["bars"] > 0 and first["title"].startswith("bag ")
     assert first_mel["title"].startswith("log-mel of track") and first_mel["heatmaps"] == 1, first_mel
+
+    # the weights toggle: raw scores, then min-max of them, then back to the softmax weights
+    views = {}
+    for view, suffix in (("raw", "raw scores e_k (centred)"), ("min-max", "min–max of raw scores"), ("softmax", "")):
+        shown = plot_state(page, 0)["title"]
+        page.locator(f"{EXPLORER} .widget-toggle-buttons button", has_text=view).click()
+        wait_title(page, 0, shown)
+        views[view] = plot_state(page, 0)
+        assert views[view]["title"] == first["title"] + (f" · {suffix}" if suffix else "")
+    assert views["softmax"]["y"] == first["y"]
+    for softmax, raw, scaled in zip(*(views[v]["y"][:-1] for v in ("softmax", "raw", "min-max"))):
+        assert abs(sum(softmax) - 1) < 1e-4 and abs(sum(raw)) < 1e-4  # saved to 5 decimals; raw: centred
+        span = max(raw) - min(raw)
+        expected = [(r - min(raw)) / span if span > 1e-9 else 0.5 for r in raw]
+        assert max(abs(a - b) for a, b in zip(scaled, expected)) < 1e-4, (raw, scaled)
     track = page.locator(f"{EXPLORER} .widget-dropdown:has(label:text-is('track')) select")
     bag = page.locator(f"{EXPLORER} .widget-dropdown:has(label:text-is('bag')) select")
 
@@ -212,7 +227,7 @@ def test_explorer_in_jupyterlab_responds_to_filters_bags_and_bar_clicks(browser,
     # bag options read "<bag id> · <n> tracks · <true genre> → <predicted genre>"
     page.wait_for_function(
         "s => s.options.length > 0 && Array.from(s.options).every(o => {"
-        " const [t, p] = o.text.split('·').pop().split('→').map(x => x.trim()); return t != p; })",
+        " const [t, p] = o.text.split('·')[2].split('→').map(x => x.trim()); return t != p; })",
         arg=bag.element_handle(),
         timeout=20_000,
     )
@@ -259,7 +274,10 @@ def executed_run(params, tmp_path_factory) -> Path:
         "run": "browser",
         "output_root": str(base),
         "defaults": {k: v for k, v in params.items() if k not in ("feature_set", "model", "pooling")},
-        "notebooks": [{"notebook": "05_matt", "params": {k: params[k] for k in ("feature_set", "model", "pooling")}}],
+        "notebooks": [
+            {"notebook": "05_matt", "params": {k: params[k] for k in ("feature_set", "model", "pooling")}},
+            {"notebook": "04_mil", "params": {"feature_set": "all", "model": "mlp", "pooling": "mean"}},
+        ],
     }
     (base / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     summary = grid.run_grid(base / "grid.yaml", jobs=1, progress=False, timeout=300)
@@ -273,7 +291,7 @@ def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_ru
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata["widgets"]  # saved by papermill
     out = executed_run / "report"
     pages = [out / "index.html", *sorted((out / "notebooks").glob("*.html"))]
-    assert len(pages) == 2
+    assert len(pages) == 3
     for path in pages:
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         errors, outside = [], []
@@ -294,7 +312,9 @@ def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_ru
             arg=n_figures,
             timeout=30_000,
         )
-        if path.parent.name == "notebooks":
+        if path.name == "index.html":
+            attention_across_poolings(page)
+        if path.name.startswith("05_matt"):
             # the formulas of 05's introduction typeset by the shipped MathJax (no raw TeX left)
             page.wait_for_selector("mjx-container svg", timeout=30_000)
             assert "$$" not in page.locator(".jp-RenderedMarkdown").first.inner_text()
@@ -303,6 +323,33 @@ def test_report_pages_draw_every_figure_and_formula_offline(browser, executed_ru
         assert outside == [], outside
         assert errors == [], errors
         page.close()
+
+
+def attention_across_poolings(page) -> None:
+    """The report's side-by-side view holds both poolings' bars for one bag, its entropy plot
+    drew its points, and plotly's toolbar saves a figure as PNG offline."""
+    figures = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => ({
+            title: d.layout.title.text || '', types: d._fullData.map(t => t.type),
+            y: d._fullData.map(t => Array.from(t.y || [])),
+            points: d.querySelectorAll('.scatterlayer .point').length,
+            bars: d.querySelectorAll('.barlayer .point').length}))"""
+    )
+    side = [f for f in figures if "every pooling's softmax weights" in f["title"]]
+    assert len(side) == 1 and side[0]["bars"] > 0, [f["title"] for f in figures]
+    weights = side[0]["y"]
+    assert len(weights) in (2, 3)  # mean pooling's weights; MATT's true (and predicted) genre's query
+    assert all(abs(sum(w) - 1) < 1e-4 for w in weights) and len(set(map(len, weights))) == 1
+    assert len(set(weights[0])) == 1  # mean pooling: uniform
+    entropy = [f for f in figures if f["title"].startswith("Attention entropy")]
+    assert len(entropy) == 1 and entropy[0]["points"] > 0 and set(entropy[0]["types"]) == {"scatter"}
+    chart = page.locator(".plotly-graph-div").filter(has_text="Attention entropy").first
+    chart.scroll_into_view_if_needed()
+    chart.hover()
+    with page.expect_download(timeout=20_000) as download:
+        chart.locator(".modebar-btn[data-title='Download plot as a png']").click()
+    saved = Path(download.value.path())
+    assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and saved.stat().st_size > 5_000
 
 
 def test_executed_notebook_reopened_without_a_kernel_shows_the_explorers_last_view(browser, lab, executed_run):
@@ -344,10 +391,10 @@ def test_executed_notebook_reopened_without_a_kernel_shows_the_explorers_last_vi
     )
     assert controls == [
         [True, name, saved[name]["_options_labels"][saved[name]["index"]]]
-        for name in ("split", "true", "predicted", "bag", "track")
+        for name in ("split", "true", "predicted", "order", "bag", "track")
     ]
     pressed = cell.locator("button[disabled][style*='bold']")
-    assert pressed.all_inner_texts() == ["(all)"] and cell.locator("button", has_text="wrong").is_disabled()
+    assert pressed.all_inner_texts() == ["(all)", "softmax"] and cell.locator("button", has_text="wrong").is_disabled()
 
     # its figures drew: the chosen bag's attention and scores, the chosen track's log-mel
     chart, mel = plot_state(page, 0, view), plot_state(page, 1, view)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -208,6 +209,21 @@ def test_experiment_api_on_features(tiny_study):
         experiment.load_study_data(
             data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfccs"
         )
+
+
+def test_the_explorer_reads_the_nearest_cached_log_mel_and_says_so(tiny_study, tmp_path):
+    data = experiment.load_study_data(
+        data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
+    )
+    exact = experiment.mel_lookup(data, cache_dir=tiny_study["cache_dir"], mel=tiny_study["mel"])
+    first = int(data.membership["track_id"].iloc[0])
+    assert exact and exact.note == "" and exact(first).shape[0] == 96
+    paper = experiment.mel_lookup(data, cache_dir=tiny_study["cache_dir"], mel={})  # the 29 s default: not cached
+    assert "no log-mel cached for these settings (29 s at 12000 Hz, 96 bands)" in paper.note
+    assert "nearest cached one: mel-" in paper.note and "(2 s at 12000 Hz" in paper.note
+    np.testing.assert_array_equal(paper(first), exact(first))
+    none = experiment.mel_lookup(data, cache_dir=tmp_path, mel={})
+    assert not none and none.note.startswith(f"no log-mel cached under {tmp_path}; run: matt features --kind mel")
 
 
 def test_tail_thresholds():

@@ -120,3 +120,45 @@ def test_single_distribution_pooling():
 def test_empty_data_is_a_clear_error():
     with pytest.raises(ValueError, match="no bags"):
         widgets.AttentionExplorer({"classes": CLASSES, "bags": []})
+
+
+def test_the_view_toggle_switches_the_bars_between_softmax_raw_and_min_max():
+    raw = [[0.0, 0.0, 0.0], [3.0, 1.0, -1.0], [0.0, 0.0, 0.0]]  # Rock, Pop, Jazz queries of bag a
+    weights = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    one = dict(bag("a", "Pop", "Pop", 3), attention=weights.tolist(), raw=raw)
+    explorer = widgets.AttentionExplorer({"classes": CLASSES, "bags": [one]})
+    np.testing.assert_allclose(explorer.chart.data[0].y, weights[1], rtol=1e-12)
+    explorer.view.value = "raw"
+    assert explorer.chart.layout.title.text.endswith("raw scores e_k (centred)")
+    assert list(explorer.chart.data[0].y) == [3.0, 1.0, -1.0]
+    explorer.view.value = "min-max"
+    assert list(explorer.chart.data[0].y) == [1.0, 0.5, 0.0]
+    explorer.view.value = "softmax"
+    np.testing.assert_allclose(explorer.chart.data[0].y, weights[1], rtol=1e-12)
+
+
+def test_bags_are_listed_with_entropy_and_margin_and_sort_by_either():
+    uniform = dict(bag("u", "Rock", "Rock", 4), attention=np.full((3, 4), 0.25).tolist())
+    data = {"classes": CLASSES, "bags": [uniform, *DATA["bags"]]}
+    explorer = widgets.AttentionExplorer(data)
+    labels = [label for label, _ in explorer.bag.options]
+    assert labels[0] == "u · 4 tracks · Rock → Rock · entropy 1.00 · margin +0.70"
+    assert labels[2] == "b · 2 tracks · Pop → Jazz · entropy 0.00 · margin -0.70"
+    explorer.order.value = "entropy"  # one-hot attention (entropy 0) before uniform (1)
+    assert [b["bag_id"] for b in explorer.visible_bags] == ["a", "b", "c", "u"]
+    explorer.order.value = "margin"  # the wrong bag first
+    assert [b["bag_id"] for b in explorer.visible_bags][0] == "b"
+    assert explorer.figure.layout.title.text.startswith("bag b")
+    with pytest.raises(ValueError, match="unknown order 'size'; valid: as saved, entropy, margin"):
+        widgets.sort_bags(data["bags"], CLASSES, order="size")
+
+
+def test_top_tags_show_beside_the_log_mel_and_the_note_above_it():
+    tags = {300: [("rock", 0.6), ("guitar", 0.3)]}
+    explorer = widgets.AttentionExplorer(
+        DATA, mel_lookup=lambda t: np.zeros((4, 5)), tags_lookup=lambda t: tags.get(t, [("pop", 0.9)]), note="nearest"
+    )
+    fig = explorer.mel_figure
+    assert fig.layout.title.text == "log-mel of track 300 · its top musicnn tags"
+    assert [t.type for t in fig.data] == ["heatmap", "bar"] and list(fig.data[1].y) == ["guitar", "rock"]
+    assert "nearest" in explorer.note.value

@@ -56,7 +56,15 @@ from mattlib.features.stats import (
     fma518_groups,
     fma518_vector,
 )
-from mattlib.features.store import DamagedCacheError, MelStore, load_fma518, load_mel, mel_dir
+from mattlib.features.store import (
+    DamagedCacheError,
+    MelStore,
+    cached_mels,
+    load_fma518,
+    load_mel,
+    mel_dir,
+    nearest_mel,
+)
 
 __all__ = [
     "DamagedCacheError",
@@ -83,6 +91,8 @@ __all__ = [
     "log_mel_torch",
     "compute_mel",
     "mel_dir",
+    "cached_mels",
+    "nearest_mel",
     "load_mel",
     "load_fma518",
     "extract",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "musicnn_patches",
     "embed_patches",
     "embed_file",
+    "tag_lookup",
     "musicnn_input",
     "musicnn_batch",
     "load_musicnn_features",
@@ -300,6 +302,30 @@ def embed_file(
     out = embed_patches(_clip_patches(path, None), model=model, device=device)
     out["tags"] = np.array(_TAGS[model])
     return out
+
+
+def tag_lookup(
+    audio_paths: Mapping[int, str | os.PathLike], *, model: str = "MSD_musicnn", k: int = 5
+) -> Callable[[int], list[tuple[str, float]]]:
+    """``track_id -> [(tag, probability), ...]``: a track's ``k`` top tags, its taggram averaged
+    over its patches (computed on first use, then remembered), for the attention explorer.
+
+    Examples
+    --------
+    >>> top = tag_lookup({2: "tests/data/fma_small/000/000002.mp3"})(2)
+    >>> top[0][0], len(top)
+    ('Hip-Hop', 5)
+    """
+    if model not in _TAGS:
+        raise ValueError(f"unknown musicnn model {model!r}; valid: {', '.join(_TAGS)}")
+
+    @functools.lru_cache(maxsize=256)
+    def top_tags(track_id: int) -> list[tuple[str, float]]:
+        out = embed_file(audio_paths[int(track_id)], model=model)
+        mean = out["taggram"].mean(axis=0)
+        return [(str(out["tags"][i]), float(mean[i])) for i in np.argsort(mean)[::-1][:k]]
+
+    return top_tags
 
 
 # -- the feature kind: workers prepare, the parent batches --

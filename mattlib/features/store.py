@@ -252,6 +252,35 @@ def mel_dir(cache_dir: str | os.PathLike, settings: MelSettings | None = None) -
     return Path(cache_dir) / f"mel-{(settings or MelSettings()).settings_id}"
 
 
+def cached_mels(cache_dir: str | os.PathLike) -> dict[Path, MelSettings]:
+    """Every complete log-mel extraction under ``cache_dir``: ``{folder: its MelSettings}``."""
+    found = {}
+    for folder in sorted(Path(cache_dir).glob("mel-*")):
+        if (folder / "index.csv").exists() and (folder / "layout.json").exists():
+            found[folder] = MelSettings(**json.loads((folder / "layout.json").read_text())["settings"])
+    return found
+
+
+def nearest_mel(cache_dir: str | os.PathLike, settings: MelSettings) -> Path | None:
+    """The cached log-mel folder closest to ``settings``: ``mel_dir(cache_dir, settings)`` when
+    complete, else the one sharing most of its fields (ties: the nearest clip length); None if
+    nothing is cached.
+
+    Examples
+    --------
+    >>> nearest_mel("/nonexistent", MelSettings()) is None
+    True
+    """
+    found = cached_mels(cache_dir)
+    wanted = dataclasses.asdict(settings)
+
+    def distance(st: MelSettings) -> tuple[int, float]:
+        fields = dataclasses.asdict(st)
+        return sum(fields[k] != v for k, v in wanted.items()), abs(st.seconds - settings.seconds)
+
+    return min(found, key=lambda folder: distance(found[folder])) if found else None
+
+
 def load_mel(directory: str | os.PathLike, *, settings: MelSettings | None = None, verify: bool = True) -> MelStore:
     """Open extracted log-mel spectrograms (memory-mapped, nothing is read into RAM).
 

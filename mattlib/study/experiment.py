@@ -873,23 +873,47 @@ def attention_records(preds, membership: pd.DataFrame, classes: list[str]) -> li
     return records
 
 
-def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any]):
-    """``track_id -> log-mel (n_mels, frames)`` for the attention explorer: the cached log-mel of
-    the notebook's own settings ``mel`` (:class:`mattlib.features.MelSettings` fields), or ``None``
-    when that one is not cached (the explorer then shows attention and audio only)."""
+@dataclass(frozen=True)
+class MelLookup:
+    """``track_id -> log-mel (n_mels, frames)`` for the attention explorer, and a ``note`` saying
+    which cached log-mel it reads when that is not the one asked for (empty otherwise).  False
+    when no log-mel is cached (calling it then raises KeyError)."""
+
+    rows: dict[int, int]
+    array: Any = None
+    note: str = ""
+
+    def __call__(self, track_id: int) -> np.ndarray:
+        return np.asarray(self.array[self.rows[int(track_id)]], dtype=np.float32)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def mel_lookup(data: StudyData, *, cache_dir: str | Path, mel: dict[str, Any]) -> MelLookup:
+    """The log-mel of each track for the attention explorer: the study data's own instances for
+    the mel feature set, else the cached log-mel of ``mel`` (:class:`mattlib.features.MelSettings`
+    fields), else the nearest cached one, saying so in ``note``."""
     from mattlib import features
 
     if data.feature_set == "mel":
-        array, row = data.instances, data.track_index
-    else:
-        folder = features.mel_dir(paths.resolve(cache_dir), features.MelSettings(**mel))
-        if not (folder / "index.csv").exists():
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            store = features.load_mel(folder)
-        array, row = store.mel, _row_map(store)
-    return lambda track_id: np.asarray(array[row[int(track_id)]], dtype=np.float32)
+        return MelLookup(rows=dict(data.track_index), array=data.instances)
+    wanted = features.MelSettings(**mel)
+    cache = paths.resolve(cache_dir)
+    folder = features.nearest_mel(cache, wanted)
+    if folder is None:
+        return MelLookup(rows={}, note=f"no log-mel cached under {cache}; run: matt features --kind mel --out {cache}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = features.load_mel(folder)
+    note = ""
+    if folder != features.mel_dir(cache, wanted):
+        note = (
+            f"no log-mel cached for these settings ({wanted.seconds:g} s at {wanted.sr} Hz, {wanted.n_mels} bands); "
+            f"showing the nearest cached one: {folder.name} ({store.settings.seconds:g} s at {store.settings.sr} Hz, "
+            f"{store.settings.n_mels} bands). Cached: {', '.join(f.name for f in features.cached_mels(cache))}"
+        )
+    return MelLookup(rows=_row_map(store), array=store.mel, note=note)
 
 
 def run_case_study(

@@ -98,7 +98,7 @@ def entropy(weights) -> float:
         return float("nan")
     w = w / w.sum()
     nz = w[w > 0]
-    return float(round(-(nz * np.log(nz)).sum() / np.log(len(w)), 12))
+    return float(round(-(nz * np.log(nz)).sum() / np.log(len(w)), 12)) + 0.0  # + 0.0: never -0.0
 
 
 def entropy_table(models: dict, *, split: str = "test") -> pd.DataFrame:
