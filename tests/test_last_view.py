@@ -41,7 +41,9 @@ def test_an_executed_notebook_carries_the_explorers_last_view():
     assert {o.metadata[last_view.LAST_VIEW] for o in carried} == {explorer.widget.model_id}
     controls = carried[0].data["text/html"]
     assert (
-        "last view" in controls and "<select disabled><option selected>b · 2 tracks · Pop → Jazz · entropy 0.00 · margin -0.70</option>" in controls
+        "last view" in controls
+        and "<select disabled><option selected>b · 2 tracks · Pop → Jazz · entropy 0.00 · margin -0.70</option>"
+        in controls
     )
     assert '#d0d0d0; border: 1px solid #888">wrong</button>' in controls  # the pressed toggle
     assert carried[1].data[PLOTLY]["layout"]["title"]["text"].startswith("bag b:")
