@@ -126,15 +126,36 @@ def _lab(args: argparse.Namespace) -> int:
     from mattlib import paths
 
     root = paths.project_root()
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={args.port}"]
+    # port_retries=0: the port printed below is the one served, or JupyterLab exits saying it is taken
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={root}",
+        f"--ServerApp.port={args.port}",
+        "--ServerApp.port_retries=0",
+    ]
     if args.no_browser:
         command.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # JupyterLab refuses to start as root without it
     os.environ["MATT_HOME"] = str(root)
-    print(f"JupyterLab at {root} (kernel: {sys.executable}); open notebooks/ and run any notebook")
+    print(
+        f"JupyterLab at {root} on port {args.port} (http://localhost:{args.port}/lab; kernel: {sys.executable}); "
+        "open notebooks/ and run any notebook"
+    )
     os.execv(sys.executable, command)
     return 0  # not reached
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be an integer from 1 to 65535, got {text!r}")
+    return port
 
 
 def _executor_arguments(p: argparse.ArgumentParser) -> None:
@@ -223,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_study)
 
     p = sub.add_parser("lab", help="JupyterLab at the project root with this environment's kernel")
-    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--port", type=_port, default=8888, help="1-65535; the port is used as given or not at all")
     p.add_argument("--no-browser", action="store_true")
     p.set_defaults(func=_lab)
     return parser

@@ -47,8 +47,26 @@ def test_demo_and_fma_medium_params_are_valid():
         ),
         ("notebooks: [{notebook: 03_baselines, params: {model: xgboost}}]", "unknown model 'xgboost'; valid: lr, knn"),
         ("notebooks: [{notebook: 05_matt, params: {pooling: attn}}]", "unknown pooling 'attn'; valid: none, late"),
-        ("notebooks: [{notebook: 03_baselines, params: {epochz: 3}}]", "has no parameter 'epochz'; valid: cache_dir"),
-        ("colour: red\nnotebooks: [01_data_exploration]", "unknown key(s) ['colour']"),
+        (
+            "notebooks: [{notebook: 05_matt, params: {epochz: 3}}]",
+            "05_matt.ipynb: unknown parameter 'epochz'; did you mean 'epochs'? valid: batch_size",
+        ),
+        ("colour: red\nnotebooks: [01_data_exploration]", "unknown key 'colour'; valid: defaults, description"),
+        # hostile params files: one line each, nothing written (issue 18)
+        (
+            "defaults: {epochz: 3}\nnotebooks: [01_data_exploration]",
+            "defaults: unknown parameter (of no notebook) 'epochz'; did you mean 'epochs'?",
+        ),
+        ("study: {demo_option: {}}\nnotebooks: [01_data_exploration]", "did you mean 'demo_options'?"),
+        ("defaults: [1, 2]\nnotebooks: [01_data_exploration]", "defaults must be a mapping of name: value"),
+        ("output_root: 5\nnotebooks: [01_data_exploration]", "output_root must be a folder path, got 5"),
+        ("run: ../../escaped\nnotebooks: [01_data_exploration]", "run must be one folder name of letters"),
+        ("run: [a, b]\nnotebooks: [01_data_exploration]", "got ['a', 'b']"),
+        ("run: a/b\nnotebooks: [01_data_exploration]", "got 'a/b'"),
+        (
+            "notebooks: [{notebook: 03_baselines, grid: [seed, model]}]",
+            "grid of 03_baselines.ipynb must be a mapping of name: value, e.g. {seed: [0, 1, 2]}; got a list",
+        ),
         ("notebooks: [{notebook: 03_baselines, grid: {model: lr}}]", "must be a non-empty list"),
         ("notebooks: []", "'notebooks' must be a non-empty list"),
         (
@@ -67,6 +85,17 @@ def test_invalid_params_files(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(grid.GridError, match="params file not found"):
         grid.load_grid(tmp_path / "nope.yaml")
+    with pytest.raises(grid.GridError, match="is a folder; give a params file"):
+        grid.load_grid(tmp_path)
+
+
+def test_a_params_file_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("run: demo\n# caf\u00e9\nnotebooks: [01_data_exploration]\n".encode("latin-1"))
+    with pytest.raises(grid.GridError) as err:
+        grid.load_grid(path)
+    assert str(err.value) == f"{path}: line 2 is not UTF-8 (byte 0xe9); save the file as UTF-8"
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_data_root_override_gets_its_own_cache(tmp_path):

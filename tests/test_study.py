@@ -86,8 +86,16 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
     assert "1 executed, 2 already finished (skipped), 1 failed" in second.stdout
     assert {c: (run_dir / c / "notebook.ipynb").stat().st_mtime_ns for c in finished} == finished
 
-    out = matt("report", str(run_dir.parent))
-    assert out.returncode == 0, out.stderr
+    outputs = run_dir.parent.parent
+    out = matt("report", str(outputs))  # the parent of the run folder: refused, naming the run
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"matt report: error: {outputs} holds runs, not cells: give one of them ({outputs / 'failing'})"
+    ]
+    from mattlib.locks import folder_lock
+
+    with folder_lock(run_dir.parent, what="run folder"):  # as a matt run still writing the run would
+        out = matt("report", str(run_dir.parent))
+    assert out.returncode == 0 and "reporting a run in progress" in out.stderr, out.stderr
     table1 = pd.read_csv(run_dir.parent / "report" / "table1.csv")
     assert sorted(table1["model"]) == ["KNN", "KNN+late", "LR", "LR+late"]
     assert set(table1["feature_set"]) == {"mfcc"}

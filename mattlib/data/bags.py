@@ -37,6 +37,7 @@ __all__ = [
     "audit_bags",
     "LeakageError",
     "assert_no_leakage",
+    "leakage",
     "warn_unlabelled",
 ]
 
@@ -307,14 +308,49 @@ def audit_bags(membership: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def assert_no_leakage(membership: pd.DataFrame) -> None:
-    """Raise :class:`LeakageError` if an album–artist bag or an artist spans splits."""
+def leakage(membership: pd.DataFrame) -> str:
+    """One line describing the album–artist keys and artists that span splits, with how many
+    tracks they hold; empty when the split is clean.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"track_id": [1, 2, 3], "album_id": [7, 7, 8], "artist_id": [5, 5, 6],
+    ...                   "split": ["training", "test", "test"], "genre": ["Rock"] * 3,
+    ...                   "bag_genre": ["Rock"] * 3, "bag_id": ["a", "b", "c"]})
+    >>> leakage(m)
+    'album-artist keys in more than one split: 1 (album 7 / artist 5: test, training), holding 2 tracks; artists in more than one split: 1 (artist 5), holding 2 tracks'
+    """
     audit = audit_bags(membership)
-    n_albums, n_artists = len(audit["crossing_albums"]), len(audit["crossing_artists"])
-    if n_albums or n_artists:
+    parts = []
+    albums, artists = audit["crossing_albums"], audit["crossing_artists"]
+    if len(albums):
+        keys = set(zip(albums["album_id"], albums["artist_id"]))
+        held = int(pd.Series(list(zip(membership["album_id"], membership["artist_id"]))).isin(keys).sum())
+        shown = "; ".join(
+            f"album {a} / artist {r}: {', '.join(sp)}" for a, r, sp in albums.head(3).itertuples(index=False)
+        )
+        parts.append(
+            f"album-artist keys in more than one split: {len(albums)} ({shown}{'; ...' if len(albums) > 3 else ''}), "
+            f"holding {held} tracks"
+        )
+    if len(artists):
+        held = int(membership["artist_id"].isin(artists["artist_id"]).sum())
+        shown = ", ".join(str(a) for a in artists["artist_id"].head(5))
+        parts.append(
+            f"artists in more than one split: {len(artists)} (artist {shown}{', ...' if len(artists) > 5 else ''}), "
+            f"holding {held} tracks"
+        )
+    return "; ".join(parts)
+
+
+def assert_no_leakage(membership: pd.DataFrame, *, where: str = "") -> None:
+    """Raise :class:`LeakageError` (one line, with the fix) if an album–artist bag or an artist
+    spans splits."""
+    found = leakage(membership)
+    if found:
         raise LeakageError(
-            f"{n_albums} album-artist key(s) and {n_artists} artist(s) appear in more than one "
-            f"split, e.g. {audit['crossing_artists'].head(3).to_dict('records')}"
+            f"{where + ': ' if where else ''}the split leaks: {found}. Fix the split (every album and artist in "
+            "one split), or set allow_leakage: true to run anyway (the report then says so on its first page)"
         )
 
 

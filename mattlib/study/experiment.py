@@ -188,6 +188,7 @@ def load(settings: Settings) -> StudyData:
         max_bag_size=settings.max_bag_size,
         mel=settings.mel,
         musicnn=settings.musicnn,
+        allow_leakage=settings.allow_leakage,
     )
 
 
@@ -280,6 +281,7 @@ def load_study_data(
     features_source: str = "auto",
     dataset: str = "auto",
     musicnn: dict[str, Any] | None = None,
+    allow_leakage: bool = False,
 ) -> StudyData:
     """Load tracks, bags and instances for one feature set.
 
@@ -305,6 +307,13 @@ def load_study_data(
         The kind of dataset at ``data_root`` (:data:`mattlib.data.datasets.DATASETS`).
     musicnn : dict, optional
         :class:`mattlib.features.musicnn.MusicnnSettings` fields (``feature_set="musicnn"``).
+    allow_leakage : bool
+        Run although an album or artist spans splits (a warning, and ``metrics.json`` records it).
+
+    Raises
+    ------
+    mattlib.data.bags.LeakageError
+        An album or artist spans splits and ``allow_leakage`` is False.
     """
     if feature_set not in choices.FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; valid: {', '.join(choices.FEATURE_SETS)}")
@@ -338,6 +347,11 @@ def load_study_data(
             stacklevel=2,
         )
     membership = bagging.make_bags(tracks[has_features], max_size=max_bag_size or None)
+    if allow_leakage:
+        if found := bagging.leakage(membership):
+            warnings.warn(f"allow_leakage: the split leaks: {found}", stacklevel=2)
+    else:
+        bagging.assert_no_leakage(membership, where=str(data_root))
     order = source.genres()
     counts = bagging.train_counts(membership)
     classes = [g for g in order if counts.get(g, 0) > 0]
@@ -495,6 +509,7 @@ class ExperimentResult:
                 "results": entries,
                 "train_counts": self.train_counts_dict(),
                 "train_bag_counts": self.train_bag_counts_dict(),
+                **({"leakage": found} if (found := bagging.leakage(self.membership)) else {}),
                 **self.extra,
             },
         )

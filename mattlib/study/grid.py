@@ -33,6 +33,7 @@ One ``matt run`` per run folder at a time (``<run>/.lock``).
 from __future__ import annotations
 
 import collections
+import difflib
 import functools
 import itertools
 import json
@@ -73,6 +74,9 @@ __all__ = [
 NOTEBOOK_DIR = paths.project_root() / "notebooks"
 _TOP_KEYS = {"run", "output_root", "defaults", "notebooks", "description", "study"}
 _ENTRY_KEYS = {"notebook", "grid", "params", "resources"}
+_STUDY_KEYS = {"demo", "demo_options", "features"}  # read by mattlib.pipeline.run_study
+# A run name is one folder under output_root: one path component of safe characters.
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Parameters the runner itself sets in every notebook that declares them.
 _RUNNER_KEYS = {"output_dir", "run_dir"}
 # Fixed parameters that name a cell (with the grid values).
@@ -200,25 +204,28 @@ def load_grid(
         one-line message names the valid choices.
     """
     path = Path(path)
-    if not path.exists():
-        raise GridError(f"params file not found: {path}")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise GridError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
-    if not isinstance(spec, dict):
-        raise GridError(f"{path}: expected a mapping with keys {sorted(_TOP_KEYS)}")
-    unknown = set(spec) - _TOP_KEYS
-    if unknown:
-        raise GridError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(_TOP_KEYS)}")
-    run = str(spec.get("run") or path.stem)
-    root = Path(output_root or spec.get("output_root") or "outputs")
-    run_dir = root / run
-    defaults = dict(spec.get("defaults") or {})
+    spec = _read_spec(path)
+    _check_keys(spec, _TOP_KEYS, f"{path}:")
+    run = spec.get("run", path.stem)
+    if not isinstance(run, (str, int)) or isinstance(run, bool) or not _RUN_NAME.fullmatch(str(run)):
+        raise GridError(
+            f"{path}: run must be one folder name of letters, digits, '.', '_' or '-' "
+            f"(it becomes <output_root>/<run>), got {run!r}"
+        )
+    run = str(run)
+    chosen_root = output_root if output_root is not None else spec.get("output_root", "outputs")
+    if not isinstance(chosen_root, (str, os.PathLike)) or not str(chosen_root):
+        raise GridError(f"{path}: output_root must be a folder path, got {chosen_root!r}")
+    run_dir = Path(chosen_root) / run
+    defaults = _mapping(spec.get("defaults"), "defaults", path, "{seed: 0}")
+    study = _mapping(spec.get("study"), "study", path, "{demo: true}")
+    _check_keys(study, _STUDY_KEYS, f"{path}: study:")
     if data_root is not None:
         defaults.update(override_data_root(defaults, data_root))
     notebook_dir = Path(notebook_dir)
     available = sorted(p.name for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    declared_anywhere = set().union(*(_notebook_parameters(notebook_dir / n) for n in available)) - _RUNNER_KEYS
+    _check_keys(defaults, declared_anywhere, f"{path}: defaults:", what="parameter (of no notebook)")
 
     entries = spec.get("notebooks") or []
     if not isinstance(entries, list) or not entries:
@@ -241,12 +248,9 @@ def load_grid(
         if name not in available:
             raise GridError(f"{path}: unknown notebook {name!r}; valid: {', '.join(available)}")
         declared = _notebook_parameters(notebook_dir / name)
-        grid = dict(entry.get("grid") or {})
-        fixed = dict(entry.get("params") or {})
-        for key in list(grid) + list(fixed):
-            if key not in declared or key in _RUNNER_KEYS:
-                valid = sorted(set(declared) - _RUNNER_KEYS)
-                raise GridError(f"{path}: {name} has no parameter {key!r}; valid: {', '.join(valid)}")
+        grid = _mapping(entry.get("grid"), f"grid of {name}", path, "{seed: [0, 1, 2]}")
+        fixed = _mapping(entry.get("params"), f"params of {name}", path, "{model: mlp}")
+        _check_keys({**grid, **fixed}, set(declared) - _RUNNER_KEYS, f"{path}: {name}:", what="parameter")
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise GridError(f"{path}: grid value of {key!r} in {name} must be a non-empty list")
@@ -293,9 +297,51 @@ def load_grid(
         stages=stages,
         source=path,
         defaults=defaults,
-        study=dict(spec.get("study") or {}),
+        study=study,
         notebook_dir=notebook_dir,
     )
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """A params file's YAML mapping, or one line saying why it cannot be read."""
+    if not path.exists():
+        raise GridError(f"params file not found: {path}")
+    if path.is_dir():
+        raise GridError(f"{path} is a folder; give a params file (e.g. params/demo.yaml)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise GridError(
+            f"{path}: line {line} is not UTF-8 (byte {raw[err.start]:#04x}); save the file as UTF-8"
+        ) from None
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(spec, dict):
+        raise GridError(f"{path}: expected a mapping with keys {sorted(_TOP_KEYS)}")
+    return spec
+
+
+def _mapping(value: Any, what: str, path: Path, example: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GridError(
+            f"{path}: {what} must be a mapping of name: value, e.g. {example}; got a {type(value).__name__}: {value!r}"
+        )
+    return dict(value)
+
+
+def _check_keys(given: dict, valid: set[str], where: str, *, what: str = "key") -> None:
+    """One line for the first key of ``given`` not in ``valid``, naming the nearest valid one."""
+    for key in given:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), sorted(valid), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise GridError(f"{where} unknown {what} {key!r}; {hint}valid: {', '.join(sorted(valid))}")
 
 
 def _source_digest(notebook: Path) -> str:
@@ -381,14 +427,37 @@ def check_inputs(cells: list[Cell]) -> None:
     GridError
         One line naming the path and what to do.
     """
-    from mattlib.data import fma
+    from mattlib.data import bags, datasets, fma
 
-    roots = {c.params["data_root"] for c in cells if "data_root" in c.params}
-    for root in sorted(roots):
+    roots = {
+        (c.params["data_root"], c.params.get("dataset", "auto"), c.params.get("subset", "medium"))
+        for c in cells
+        if "data_root" in c.params
+    }
+    allowed = {c.params["data_root"] for c in cells if c.params.get("allow_leakage")}
+    for root, kind, subset in sorted(roots):
         try:
-            fma.check_metadata(root)
+            if (datasets.detect_dataset(root) if kind == "auto" else kind) == "fma":
+                fma.check_metadata(root)  # names a missing file before it is parsed
+            source = datasets.open_dataset(root, kind=kind)
+            membership = bags.make_bags(source.tracks(subset=subset))
         except fma.FMADataError as err:
             raise GridError(f"data_root {root}: {err}") from None
+        if membership.empty:
+            raise GridError(
+                f"data_root {root}: no labelled tracks in subset {subset!r} (a track needs a top genre and a "
+                "split); check its genre column (genre_top for FMA)"
+            )
+        if isinstance(source, datasets.CollectionDataset):  # no record to check it against: say what was read
+            print(
+                f"collection {root}: {len(membership)} labelled tracks, {membership['bag_id'].nunique()} bags, "
+                f"{membership['genre'].nunique()} genres"
+            )
+        if root not in allowed:
+            try:
+                bags.assert_no_leakage(membership, where=f"data_root {root}")
+            except bags.LeakageError as err:
+                raise GridError(str(err)) from None
     writable = {c.params["cache_dir"] for c in cells if "cache_dir" in c.params}
     writable |= {str(c.output_dir.parent.parent) for c in cells}
     for folder in sorted(writable):

@@ -103,6 +103,17 @@ class Text:
         return "a non-empty text"
 
 
+@dataclass(frozen=True)
+class Flag:
+    """true or false (YAML's booleans; not 0 / 1)."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def __str__(self) -> str:
+        return "true or false"
+
+
 _POSITIVE_INT = Interval(int, 1)
 _COUNT = Interval(int, 0)
 
@@ -130,6 +141,9 @@ class Settings:
     max_bag_size
         0 keeps bags whole; N > 0 cuts training bags into chunks of at most N tracks (validation
         and test bags stay whole).
+    allow_leakage
+        Run on a split where an album or an artist spans splits (refused by default; the report
+        then says so on its first page).
     matt_score
         MATT's instance score: ``paper`` (tanh(w_s [s_k; q_g] + b_s)) or ``dot`` (bilinear).
     mel_sr, mel_seconds, mel_n_mels, mel_hop_length, mel_n_fft, mel_crop
@@ -163,6 +177,7 @@ class Settings:
     hidden: tuple[int, ...] = (512, 256)
     widths: tuple[int, ...] = (64, 128, 128, 128)
     max_bag_size: int = 0
+    allow_leakage: bool = False
     matt_score: str = "paper"
     mel_sr: int = 12000
     mel_seconds: float = 29.0
@@ -199,6 +214,7 @@ class Settings:
         "hidden": ListOf(_POSITIVE_INT),
         "widths": ListOf(_POSITIVE_INT),
         "max_bag_size": _COUNT,
+        "allow_leakage": Flag(),
         "matt_score": Options(("paper", "dot")),
         "mel_sr": _POSITIVE_INT,
         "mel_seconds": Interval(float, 0.0, low_open=True),

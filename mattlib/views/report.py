@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -31,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mattlib.views import runs, verdict
+from mattlib.evaluation.results import METRICS_FILE
+from mattlib.locks import FolderLocked, folder_lock
+from mattlib.views import report_html, runs, verdict
 
 __all__ = [
     "collect",
@@ -332,7 +335,7 @@ def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
         data = json.loads(path.read_text())
         for fig in widgets.static_attention_figures(data, max_bags=max_bags):
             fig.update_layout(title=f"{path.parent.parent.name}/{path.parent.name}: {fig.layout.title.text}")
-            divs.append(fig.to_html(full_html=False, include_plotlyjs=False))
+            divs.append(fig.to_html(full_html=False, include_plotlyjs=False, config=report_html.PLOTLY_CONFIG))
     return divs
 
 
@@ -469,6 +472,30 @@ def _bags_per_genre(run_dir: Path, cells) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+def _leakage(run_dir: Path, cells: list[Path] | None) -> list[str]:
+    """The distinct leakage lines the run's cells recorded (``metrics.json`` ``leakage``)."""
+    found = (json.loads(p.read_text()).get("leakage") for p in runs.metrics_files(run_dir, cells))
+    return sorted({line for line in found if line})
+
+
+def _check_run_folder(run_dir: Path, cells: list[Path] | None) -> None:
+    """One line unless ``run_dir`` is a run folder holding at least one finished cell."""
+    if run_dir.is_file():
+        raise runs.ReportError(f"{run_dir} is a file; give a run folder (outputs/<run>, made by matt run)")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if runs.metrics_files(run_dir, cells):
+        return
+    inner = sorted({p.parent.parent.parent.name for p in run_dir.glob(f"*/*/*/{METRICS_FILE}")})
+    if inner:
+        raise runs.ReportError(
+            f"{run_dir} holds runs, not cells: give one of them ({', '.join(str(run_dir / r) for r in inner)})"
+        )
+    started = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*") if p.is_dir())
+    found = f"notebook folders {', '.join(started)} but no finished cell" if started else "no finished cell"
+    raise runs.ReportError(f"{run_dir}: {found} (no */*/{METRICS_FILE}); run: matt run params/<file>.yaml first")
+
+
 def build_report(
     run_dir: str | Path, *, jobs: int = 1, cells: Iterable[str | Path] | None = None, n_boot: int = 1000
 ) -> Path:
@@ -477,16 +504,24 @@ def build_report(
 
     ``cells`` (cell folders, e.g. those of the params file the run was made from) restricts the
     report to them; by default it reads every cell of the run and lists them. ``jobs`` processes
-    render the notebooks; ``n_boot`` replicates every interval.
+    render the notebooks; ``n_boot`` replicates every interval.  A report of a run that a
+    ``matt run`` is still writing says so on stderr and reads the cells finished so far.
     """
-    from mattlib.views import report_html
-
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
     cells = None if cells is None else [Path(c) for c in cells]
+    _check_run_folder(run_dir, cells)
+    try:
+        with folder_lock(run_dir, what="run folder"):  # no matt run starts on it meanwhile
+            return _write_report(run_dir, jobs=jobs, cells=cells, n_boot=n_boot)
+    except FolderLocked as held:
+        print(f"reporting a run in progress ({held}); cells still running are left out", file=sys.stderr)
+        return _write_report(run_dir, jobs=jobs, cells=cells, n_boot=n_boot)
+
+
+def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot: int) -> Path:
+
     out = run_dir / "report"
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     frame = collect(run_dir, cells=cells)
@@ -511,7 +546,7 @@ def build_report(
     read = sorted({f"{r.notebook}/{r.cell}" for r in frame.itertuples()}) if not frame.empty else []
 
     def div(fig) -> str:
-        return fig.to_html(full_html=False, include_plotlyjs=False, validate=False)
+        return fig.to_html(full_html=False, include_plotlyjs=False, validate=False, config=report_html.PLOTLY_CONFIG)
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -524,6 +559,11 @@ def build_report(
         "</style>",
         "</head><body>",
         f"<h1>MATT study — run <code>{html.escape(run_dir.name)}</code></h1>",
+        *(
+            f"<p class='verdict'><b>This run allowed a leaking split</b> (allow_leakage): {html.escape(line)}. "
+            "Test albums or artists were also seen in training, so every number below is optimistic.</p>"
+            for line in _leakage(run_dir, cells)
+        ),
         "<h2>Do bags, and attention over them, help the rare genres?</h2>",
         f"<p class='verdict'>{html.escape(verdict.verdict_text(paired, known=answers, known_answer=known))}</p>",
         div(verdict.forest_figure(paired)),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mattlib.views import last_view
 
-__all__ = ["write_assets", "render_notebook", "render_notebooks"]
+__all__ = ["PLOTLY_CONFIG", "write_assets", "render_notebook", "render_notebooks"]
 
 PLOTLY_JS = "plotly.min.js"
 MATHJAX_JS = "mathjax/tex-svg-full.js"
@@ -48,6 +48,11 @@ _TEMPLATE = (
 {%- endblock -%}
 """
 )
+
+
+#: plotly.js options of every figure the report writes: the toolbar's PNG export (drawn in the
+#: browser, offline), no button that sends data to a website, no logo link.
+PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 
 
 def write_assets(out_dir: str | Path) -> None:
@@ -84,7 +89,9 @@ def _static(output: dict) -> dict:
     if figure is None:
         return output
     # validate=False: the JSON was written by plotly itself; validating it again costs ~0.1 s a figure
-    html = pio.to_html(figure, full_html=False, include_plotlyjs=False, include_mathjax=False, validate=False)
+    html = pio.to_html(
+        figure, full_html=False, include_plotlyjs=False, include_mathjax=False, validate=False, config=PLOTLY_CONFIG
+    )
     return {**output, "data": {"text/html": html}}
 
 

@@ -1,0 +1,98 @@
+"""Hostile input at the command line: one line on stderr naming the problem and the fix, exit 2,
+nothing written outside the folders given (issue 18's cases; params files: test_grid_spec.py)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def matt(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mattlib.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("port", ["-1", "0", "99999", "eighty"])
+def test_lab_refuses_a_port_outside_1_to_65535(port):
+    out = matt("lab", "--port", port, "--no-browser")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].endswith(f"port must be an integer from 1 to 65535, got '{port}'")
+    assert "Traceback" not in out.stderr
+
+
+def test_report_refuses_folders_that_hold_no_finished_cell(tmp_path):
+    out = matt("report", str(tmp_path))
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"matt report: error: {tmp_path}: no finished cell (no */*/metrics.json); run: matt run params/<file>.yaml first"
+    ]
+    (tmp_path / "03_baselines" / "all-lr").mkdir(parents=True)  # a cell that started and never finished
+    out = matt("report", str(tmp_path))
+    assert out.returncode == 2 and "notebook folders 03_baselines but no finished cell" in out.stderr
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    out = matt("report", str(file))
+    assert out.returncode == 2 and f"{file} is a file; give a run folder" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["03_baselines", "notes.txt"]  # no report/ written
+
+
+def test_run_refuses_a_run_name_that_leaves_output_root(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text(f"run: ../../escaped\noutput_root: {tmp_path / 'out'}\nnotebooks: [01_data_exploration]\n")
+    out = matt("run", str(params), cwd=tmp_path)
+    assert out.returncode == 2 and "run must be one folder name" in out.stderr and "Traceback" not in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+    assert not (tmp_path.parent.parent / "escaped").exists()
+
+
+def leaky_copy(root, tmp_path):
+    """A copy of a demo root's metadata where one training track of a two-track album is moved to test."""
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "leaky"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("fma_medium"))
+    (copy / "fma_medium").symlink_to(root / "fma_medium")
+    path = copy / "fma_metadata" / "tracks.csv"
+    tracks = pd.read_csv(path, index_col=0, header=[0, 1])
+    train = tracks[tracks[("set", "split")] == "training"]
+    album = train.groupby(("album", "id")).filter(lambda g: len(g) >= 2)
+    moved = album.index[0]
+    tracks.loc[moved, ("set", "split")] = "test"
+    tracks.to_csv(path)
+    return copy, int(tracks.loc[moved, ("album", "id")])
+
+
+def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tiny_study, tmp_path):
+    from mattlib.study import experiment, grid
+
+    root, album = leaky_copy(tiny_study["data_root"], tmp_path)
+    import yaml
+
+    spec = {
+        "run": "leaky",
+        "output_root": str(tmp_path / "out"),
+        "defaults": {"data_root": str(root), "cache_dir": str(tiny_study["cache_dir"])},
+        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
+    }
+    params = tmp_path / "leaky.yaml"
+    params.write_text(yaml.safe_dump(spec))
+    out = matt("run", str(params))
+    assert out.returncode == 2, out.stdout + out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"matt run: error: data_root {root}: the split leaks: album-artist keys in more than one")
+    assert f"(album {album} / artist " in line and "test, training" in line and "holding" in line
+    assert "set allow_leakage: true to run anyway" in line
+    assert not (tmp_path / "out" / "leaky" / "03_baselines").exists()  # no cell started
+    from mattlib.data.bags import LeakageError
+
+    with pytest.raises(LeakageError, match="the split leaks"):  # a notebook run on its own refuses too
+        experiment.load_study_data(data_root=root, cache_dir=tiny_study["cache_dir"], feature_set="mfcc")
+
+    spec["defaults"]["allow_leakage"] = True
+    params.write_text(yaml.safe_dump(spec))
+    summary = grid.run_grid(params, jobs=1, progress=False, timeout=300)
+    assert summary.ok, summary.describe()
+    from mattlib.views import report
+
+    page = report.build_report(tmp_path / "out" / "leaky").read_text()
+    assert page.index("This run allowed a leaking split") < page.index("Do bags, and attention over them")
