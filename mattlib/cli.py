@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo_data)
 
     p = sub.add_parser("features", help="extract FMA's 518 statistics or the log-mel")
-    p.add_argument("--root", type=Path, help="FMA root (holds fma_metadata/ and fma_<subset>/)")
+    p.add_argument("--root", type=Path, help="dataset root: FMA (fma_metadata/, fma_<subset>/) or collection.csv")
     p.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
     p.add_argument("--audio-dir", type=Path, default=None, help="extract every *.mp3 below DIR")
     p.add_argument("--kind", required=True, type=_feature_kind, help="fma518, mel, ... (mattlib.features.kinds)")

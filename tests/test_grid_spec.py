@@ -49,7 +49,7 @@ def test_demo_and_fma_medium_params_are_valid():
         ("notebooks: [{notebook: 05_matt, params: {pooling: attn}}]", "unknown pooling 'attn'; valid: none, late"),
         (
             "notebooks: [{notebook: 05_matt, params: {epochz: 3}}]",
-            "05_matt.ipynb: unknown parameter 'epochz'; did you mean 'epochs'? valid: batch_size",
+            "05_matt.ipynb: unknown parameter 'epochz'; did you mean 'epochs'? valid: allow_leakage, batch_size",
         ),
         ("colour: red\nnotebooks: [01_data_exploration]", "unknown key 'colour'; valid: defaults, description"),
         # hostile params files: one line each, nothing written (issue 18)

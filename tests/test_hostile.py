@@ -96,3 +96,55 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
 
     page = report.build_report(tmp_path / "out" / "leaky").read_text()
     assert page.index("This run allowed a leaking split") < page.index("Do bags, and attention over them")
+
+
+@pytest.mark.slow
+def test_a_collection_runs_end_to_end_from_the_command_line(tmp_path):
+    """README "Adding things": a collection.csv of real clips -> matt features -> matt run -> matt report."""
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    clips = sorted((Path(__file__).parent / "data" / "fma_small").glob("*/*.mp3"))
+    assert len(clips) == 20
+    root = tmp_path / "collection"
+    (root / "audio").mkdir(parents=True)
+    rows = []
+    for i, clip in enumerate(clips):  # 2 genres x 5 albums of 2 tracks; albums 0-2 train, 3 validation, 4 test
+        shutil.copy(clip, root / "audio" / clip.name)
+        album = i // 2
+        split = ["training"] * 3 + ["validation", "test"]
+        rows.append(
+            {
+                "track_id": 1000 + i,
+                "album_id": album,
+                "artist_id": 50 + album,
+                "genre": ["Lo", "Hi"][album % 2],
+                "split": split[album // 2],
+                "audio": f"audio/{clip.name}",
+            }
+        )
+    pd.DataFrame(rows).to_csv(root / "collection.csv", index=False)
+    cache = tmp_path / "cache"
+    out = matt("features", "--root", str(root), "--kind", "fma518", "--out", str(cache), "--jobs", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "fma518: 20 tracks: 20 computed, 0 reused, 0 failed" in out.stdout, out.stdout
+
+    params = tmp_path / "collection.yaml"
+    spec = {
+        "run": "coll",
+        "output_root": str(tmp_path / "out"),
+        "defaults": {"data_root": str(root), "dataset": "collection", "cache_dir": str(cache)},
+        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
+    }
+    params.write_text(yaml.safe_dump(spec))
+    out = matt("run", str(params))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"collection {root}: 20 labelled tracks, 10 bags, 2 genres" in out.stdout
+    out = matt("report", str(tmp_path / "out" / "coll"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    table1 = pd.read_csv(tmp_path / "out" / "coll" / "report" / "table1.csv")
+    assert set(table1["model"]) == {"LR", "LR+late"} and (table1["test_tracks"] == 4).all()
+    assert table1["ci_low"].isna().all()  # 2 test albums: no interval is estimable, none is printed

@@ -88,9 +88,9 @@ def test_grid_failure_isolation_resume_and_report(tiny_study, tmp_path):
 
     outputs = run_dir.parent.parent
     out = matt("report", str(outputs))  # the parent of the run folder: refused, naming the run
-    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
-        f"matt report: error: {outputs} holds runs, not cells: give one of them ({outputs / 'failing'})"
-    ]
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert f"matt report: error: {outputs} holds runs, not cells: give one of them (" in out.stderr
+    assert str(outputs / "failing") in out.stderr
     from mattlib.locks import folder_lock
 
     with folder_lock(run_dir.parent, what="run folder"):  # as a matt run still writing the run would
@@ -255,7 +255,7 @@ def test_cli_errors_are_clear(tmp_path):
     out = matt("run", str(tmp_path / "missing.yaml"))
     assert out.returncode == 2 and "params file not found" in out.stderr
     out = matt("features", "--root", str(tmp_path), "--kind", "fma518", "--out", str(tmp_path / "c"))
-    assert out.returncode == 2 and "tracks.csv not found" in out.stderr
+    assert out.returncode == 2 and "no dataset found at" in out.stderr and "collection.csv" in out.stderr
     out = matt("features", "--root", str(tmp_path), "--kind", "mfcc", "--out", str(tmp_path / "c"))
     assert out.returncode == 2 and "invalid choice: 'mfcc'" in out.stderr
     out = matt("features", "--root", str(tmp_path), "--kind", "mel", "--out", str(tmp_path / "c"), "--mel-crop", "mid")

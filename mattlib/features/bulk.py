@@ -697,15 +697,16 @@ def extract_subset(
     repair: bool = False,
     executor=None,
 ) -> ExtractionReport:
-    """Extract features of every track of an FMA subset (``subset`` and smaller ones).
+    """Extract features of every track of a dataset root: an FMA subset (``subset`` and smaller
+    ones) or a collection (``collection.csv``; ``subset`` is ignored), whichever is at ``root``.
 
-    Audio is looked up as ``<root>/fma_<subset>/XXX/XXXXXX.mp3`` (the subset's own folder holds
-    the smaller subsets' clips too, as FMA distributes them).  See :func:`extract`.
+    FMA audio is looked up as ``<root>/fma_<subset>/XXX/XXXXXX.mp3`` (the subset's own folder
+    holds the smaller subsets' clips too, as FMA distributes them).  See :func:`extract`.
     """
-    from mattlib.data.datasets import FMADataset
+    from mattlib.data.datasets import open_dataset
 
     feature_kind(kind)  # an unknown kind fails before the audio is listed
-    paths = FMADataset(root).audio_paths(subset=subset)
+    paths = open_dataset(root).audio_paths(subset=subset)
     return extract(
         paths,
         kind=kind,

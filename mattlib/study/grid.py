@@ -437,7 +437,7 @@ def check_inputs(cells: list[Cell]) -> None:
     allowed = {c.params["data_root"] for c in cells if c.params.get("allow_leakage")}
     for root, kind, subset in sorted(roots):
         try:
-            if (datasets.detect_dataset(root) if kind == "auto" else kind) == "fma":
+            if not Path(root).is_dir() or (datasets.detect_dataset(root) if kind == "auto" else kind) == "fma":
                 fma.check_metadata(root)  # names a missing file before it is parsed
             source = datasets.open_dataset(root, kind=kind)
             membership = bags.make_bags(source.tracks(subset=subset))
