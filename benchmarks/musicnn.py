@@ -1,6 +1,6 @@
 """musicnn: the original TensorFlow implementation against the torch port, as whole processes.
 
-    .venv/bin/python benchmarks/musicnn.py --tf-python /tmp/tfvenv/bin/python [--threads 2]
+    .venv/bin/python benchmarks/musicnn.py --tf-python /tmp/tfvenv/bin/python [--threads 2] [--repeat 3]
 
 Three peers, each one process from start to exit (imports, weights, decoding, network), on the 20
 real clips of tests/data with ``--threads`` threads:
@@ -12,6 +12,7 @@ real clips of tests/data with ``--threads`` threads:
 * ``port``: ``matt features --kind musicnn``'s path (``mattlib.features.extract``): two worker
   processes decode while the parent runs the torch network on the patches of many clips.
 
+``tf-graph`` and ``port`` run ``--repeat`` times, alternating, and keep their median runs.
 Prints clips/s of each, the port's ratio to ``tf-graph``, and the largest difference between the
 port's and ``tf-graph``'s values; writes ``outputs/benchmarks/musicnn.json``.  The TensorFlow
 peers need a Python with TensorFlow and musicnn (``--tf-python``; see make_reference.py for the
@@ -112,6 +113,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tf-python", default=None, help="a Python with tensorflow, tf_keras and musicnn")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3, help="runs of tf-graph and the port (the median is kept)")
     p.add_argument("--model", default="MSD_musicnn")
     p.add_argument("--out", default=str(ROOT / "outputs" / "benchmarks" / "musicnn.json"))
     p.add_argument("--peer", default=None, help=argparse.SUPPRESS)  # internal: run one peer
@@ -127,19 +129,29 @@ def main() -> None:
         print(
             f"TensorFlow peers skipped: no --tf-python ({args.tf_python or 'not given'}); see tests/data/musicnn/make_reference.py"
         )
-    results = {}
+    results, runs = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name in peers:
+        # the fair pair alternates, --repeat times each, and each keeps its median run; the
+        # shipped extractor (about 45 s) runs once
+        order = [p for p in peers if p == "tf-extractor"] + [p for p in peers if p != "tf-extractor"] * args.repeat
+        for name in order:
             python = sys.executable if name == "port" else args.tf_python
-            results[name] = _run_peer(name, python, args.model, args.threads, CLIPS, Path(scratch))
-            print(f"{name:13s} {results[name]['seconds']:6.1f} s  {results[name]['clips_per_s']:.2f} clips/s")
+            run = _run_peer(name, python, args.model, args.threads, CLIPS, Path(scratch))
+            runs.setdefault(name, []).append(run)
+            print(f"{name:13s} {run['seconds']:6.1f} s  {run['clips_per_s']:.2f} clips/s")
+    for name, done in runs.items():
+        results[name] = sorted(done, key=lambda r: r["seconds"])[len(done) // 2]
     summary = {
         "clips": len(CLIPS),
         "threads": args.threads,
         "model": args.model,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg()[0],
-        "peers": {k: {"seconds": v["seconds"], "clips_per_s": v["clips_per_s"]} for k, v in results.items()},
+        "repeat": args.repeat,
+        "peers": {
+            k: {"seconds": v["seconds"], "clips_per_s": v["clips_per_s"], "runs_s": [r["seconds"] for r in runs[k]]}
+            for k, v in results.items()
+        },
     }
     if "tf-graph" in results:
         port, tf = results["port"]["values"], results["tf-graph"]["values"]
