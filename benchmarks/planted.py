@@ -33,15 +33,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mattlib.data import demo, planted  # noqa: E402
-from mattlib.evaluation import uncertainty as unc  # noqa: E402
 from mattlib.study import experiment  # noqa: E402
-from mattlib.views import report, runs, verdict  # noqa: E402
+from mattlib.views import attention, report, runs, verdict  # noqa: E402
 
 #: (cell name, run_bag_model keyword arguments) of every model a replication trains per seed.
 MODELS = (
@@ -78,38 +76,16 @@ def train_replication(root: Path, run: Path, *, seeds: int, epochs: int) -> None
 
 
 def attention_recovery(run: Path, manifest: pd.DataFrame, *, n_boot: int = 1000) -> dict:
-    """Per pooling: mean per-bag AUC of the weights against the informative tracks (bags holding
-    both kinds) and the weight share on informative tracks minus the uniform share, each with an
-    album-bootstrap interval (a test bag is one album)."""
-    truth = manifest.set_index("track_id")["marked" if "marked" in manifest else "informative"]
+    """Per pooling (seed 0): :func:`mattlib.views.attention.recovery` against the tracks that carry
+    the genre (the ``marked`` draw, the same for every variant of one seed: under ``null`` and
+    ``bag`` it carries nothing, so the scores must sit at chance)."""
+    carries = manifest.set_index("track_id")["marked" if "marked" in manifest else "informative"].astype(bool)
     out = {}
     for path in sorted((run / "cells").glob("*-0/attention.json")):
         data = json.loads(path.read_text())
-        aucs, excess = [], []
-        for bag in data["bags"]:
-            flags = truth.reindex(bag["tracks"]).fillna(False).to_numpy(dtype=bool)
-            if len(flags) < 2:
-                continue
-            queries = bag["queries"]
-            row = queries.index(bag["true_genre"]) if bag["true_genre"] in queries else 0
-            weights = np.asarray(bag["attention"][row], dtype=float)
-            excess.append(weights[flags].sum() - flags.mean())
-            if 0 < flags.sum() < len(flags):
-                pos, neg = weights[flags], weights[~flags]
-                aucs.append((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
-        out[data["model"]] = {
-            name: _bag_bootstrap(values, n_boot) for name, values in (("auc", aucs), ("excess_share", excess))
-        }
+        test = [b for b in data["bags"] if b.get("split", "test") == "test"]
+        out[data["model"]] = attention.recovery(test, carries, n_boot=n_boot)
     return out
-
-
-def _bag_bootstrap(values: list[float], n_boot: int) -> dict:
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return {"mean": None, "ci": [None, None], "bags": 0}
-    counts = unc.album_counts(len(values), n_boot=n_boot, seed=0)
-    low, high = unc.interval(counts @ values / len(values))
-    return {"mean": float(values.mean()), "ci": [low, high], "bags": int(values.size)}
 
 
 def summarise(rows: pd.DataFrame) -> list[dict]:

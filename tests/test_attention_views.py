@@ -4,6 +4,7 @@ every pooling's weights for one bag read from a run's attention.json files."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mattlib.study.experiment import raw_scores
@@ -72,3 +73,21 @@ def test_every_pooling_side_by_side_from_a_run(tmp_path):
     assert len(attention.entropy_figure(table).data) == 2
     with pytest.raises(ValueError, match="no bag model of this run has test bag 'zz'"):
         attention.side_by_side_figure(models, "zz")
+
+
+def test_recovery_scores_attention_against_the_tracks_that_carry_the_genre():
+    carries = pd.Series({1: True, 2: False, 3: False})
+
+    def bags(weights):
+        return [{"tracks": [1, 2, 3], "queries": ["bag"], "true_genre": "Rock", "attention": [weights]}] * 20
+
+    found = attention.recovery(bags([0.8, 0.1, 0.1]), carries, n_boot=200)
+    assert found["auc"]["mean"] == 1.0 and found["share_above_uniform"]["mean"] == pytest.approx(0.8 - 1 / 3)
+    uniform = attention.recovery(bags([1 / 3] * 3), carries, n_boot=200)
+    assert uniform["auc"]["mean"] == 0.5 and uniform["share_above_uniform"]["mean"] == pytest.approx(0.0)
+    wrong = attention.recovery(bags([0.0, 0.5, 0.5]), carries, n_boot=200)
+    assert wrong["auc"]["mean"] == 0.0 and wrong["auc"]["ci_high"] == 0.0  # can fail: the wrong tracks
+    single = attention.recovery(
+        [{"tracks": [1], "queries": ["bag"], "true_genre": "Rock", "attention": [[1]]}], carries
+    )
+    assert single["auc"]["bags"] == 0 and single["auc"]["mean"] is None

@@ -183,6 +183,15 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert "../plotly.min.js" in rendered and "attention per track" in rendered
     assert "per model family" in page and "Paired differences A" in page  # PR panels, forest plot (JSON-escaped −)
     assert "class='verdict'" in page and "paired comparisons" in page
+    # attention scored against the demo's truth, per pooling, with album intervals
+    assert "Does attention find the tracks that carry the genre?" in page
+    recovered = pd.read_csv(index.parent / "attention_recovery.csv")
+    assert set(recovered["model"]) >= {"MLP+MATT", "MLP+MIL"} and set(recovered["score"]) == {
+        "auc",
+        "share_above_uniform",
+    }
+    mean_pooling = recovered[recovered["model"] == "MLP+MIL"].set_index("score")["mean"]
+    assert mean_pooling["auc"] == 0.5 and abs(mean_pooling["share_above_uniform"]) < 1e-4  # uniform weights
     # every cell that shows a figure has a figure output, or one line saying why not, in every notebook
     quiet = []
     for executed in run_dir.glob("*/*/notebook.ipynb"):
