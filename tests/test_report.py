@@ -139,6 +139,7 @@ def test_holm_runs_over_the_headline_family_and_over_every_row(run_dir):
     text = verdict.verdict_text(paired, known={"MATT − MIL": "+"}, known_answer="attention helps")
     assert f"The report makes {len(paired)} paired comparisons ({len(estimable)} with an interval)" in text
     assert "MATT − MIL planted +: " in text and "Known answer of this dataset: attention helps" in text
+    assert "(MLP+MATT − MLP+MIL [all]): accuracy " in text  # each feature set's rows say which they are
 
 
 def test_table_intervals_cover_seeds_and_albums_not_the_mean_of_seed_bounds(run_dir):

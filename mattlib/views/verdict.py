@@ -402,9 +402,9 @@ def verdict_text(paired: pd.DataFrame, *, known: dict[str, str] | None = None, k
     ]
     for question, phrase in _PHRASES:
         rows = head[head["question"] == question]
-        for comparison, group in rows.groupby("comparison", sort=False):
+        for (comparison, feature_set), group in rows.groupby(["comparison", "feature_set"], sort=False):
             said = [_said(r) for r in group.itertuples() if r.metric in ("accuracy", "top2 <100", "tail recall")]
-            parts.append(f"{phrase} ({comparison}): " + "; ".join(said) + ".")
+            parts.append(f"{phrase} ({comparison} [{feature_set}]): " + "; ".join(said) + ".")
     n_sig = int(head["excludes_0_holm"].sum())
     parts.append(
         f"{n_sig} of the {n_head} headline differences {'excludes' if n_sig == 1 else 'exclude'} 0 after Holm."
@@ -415,7 +415,8 @@ def verdict_text(paired: pd.DataFrame, *, known: dict[str, str] | None = None, k
             answer = known.get(planted)
             rows = head[(head["question"] == question) & (head["metric"] == "accuracy")]
             if answer in ("+", "0") and not rows.empty:
-                r = rows.iloc[0]
+                # the feature set the demo plants its effect in (all 518 statistics), where it ran
+                r = rows[rows["feature_set"] == "all"].iloc[0] if (rows["feature_set"] == "all").any() else rows.iloc[0]
                 if answer == "+":
                     ok = "found" if r.excludes_0 and r.difference > 0 else "not found"
                 else:
