@@ -478,3 +478,23 @@ def test_a_feature_kind_registered_in_one_place_extracts_and_validates(tmp_path,
     assert stored.shape == (2, 1, 4) and stored[0].max() > 0
     with pytest.raises(ValueError, match="settings apply to kind='mel' / 'musicnn' / 'peak' only"):
         F.extract({1: CLIP2}, kind="fma518", out=tmp_path, settings=_PeakSettings(), progress=False)
+
+
+def test_fma518_reads_the_first_30_s_and_lists_silence_as_a_failure(tmp_path):
+    sr = 11025  # chroma CQT needs a Nyquist above 3.8 kHz
+    t = np.arange(75 * sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * (220 + 2 * t) * t)).astype(np.float32)  # a glide: every second differs
+    sf.write(tmp_path / "long.wav", tone, sr)
+    sf.write(tmp_path / "first30.wav", tone[: 30 * sr], sr)
+    sf.write(tmp_path / "silent.wav", np.zeros(10 * sr, np.float32), sr)
+    long, first = (feature_stats.compute_fma518(tmp_path / f"{n}.wav") for n in ("long", "first30"))
+    np.testing.assert_array_equal(long.to_numpy(), first.to_numpy())  # the rest of the file is never read
+    assert long.isna().sum() > 0  # a pure glide leaves some skews / kurtoses undefined
+    rep = F.extract(
+        {1: tmp_path / "long.wav", 2: tmp_path / "silent.wav"}, kind="fma518", out=tmp_path / "c", progress=False
+    )
+    assert (rep.done, rep.failed) == (1, 1)
+    failures = pd.read_csv(rep.paths["failures"])
+    assert failures["track_id"].tolist() == [2] and "silent (every sample of its first 30 s is 0)" in failures["error"][0]
+    stored = F.load_fma518(tmp_path / "c")
+    assert np.isfinite(stored.to_numpy()).all()  # a constant chroma bin's skew is stored as 0, never NaN

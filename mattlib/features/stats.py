@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mattlib.data.fma import FMA_FEATURE_SIZES, FMA_STATISTICS, fma518_columns
-from mattlib.features.audio import load_audio
+from mattlib.features.audio import AudioError, load_audio
 
 __all__ = [
     "FMA_FEATURE_SIZES",
@@ -30,6 +30,9 @@ __all__ = [
 _FMA_SPECTRAL_SR = 22050
 _FMA_HOP = 512
 _FMA_N_FFT = 2048
+#: Seconds of a clip the statistics describe: FMA's clips are 30 s, and FMA computed them on the
+#: whole clip; a longer file is read only this far (an hour-long file costs what a clip costs).
+FMA_SECONDS = 30.0
 
 
 def _column_positions() -> dict[tuple[str, str], np.ndarray]:
@@ -233,7 +236,8 @@ def fma518_vector(y: np.ndarray, *, sr: int, legacy: bool = False) -> np.ndarray
 
 
 def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Series:
-    """The 518 FMA statistics of one audio file (decoded mono at its native rate).
+    """The 518 FMA statistics of one audio file (its first :data:`FMA_SECONDS` = 30 s, decoded
+    mono at its native rate).
 
     Returns
     -------
@@ -244,9 +248,11 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     Raises
     ------
     AudioError
-        The file cannot be decoded.
+        The file cannot be decoded, or is silent (every sample 0: its statistics are undefined).
     """
-    y, sr = load_audio(path, sr=None, mono=True)
+    y, sr = load_audio(path, sr=None, mono=True, duration=FMA_SECONDS)
+    if y.size and not np.any(y):
+        raise AudioError(path, f"silent (every sample of its first {FMA_SECONDS:g} s is 0): its statistics are undefined")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa warns on very short clips (n_fft > len)
         vec = fma518_vector(y, sr=sr, legacy=legacy)
@@ -258,11 +264,14 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
 def fma518_clip(path: str | os.PathLike, settings: None = None) -> tuple[np.ndarray, bool]:
     """One clip's 518 statistics for the cache (the ``fma518`` kind's per-clip function).
 
-    Returns ``(values (518,), padded)``; a clip whose 518 values are all undefined raises
-    ``ValueError`` (a failure, not a result).
+    Returns ``(values (518,), padded)``.  A statistic that is undefined for this clip (the skew or
+    kurtosis of a constant series, e.g. a chroma bin that never sounds) is stored as 0, the value of
+    a symmetric, normal-tailed series: the cache never holds NaN.  A silent clip, or one whose 518
+    values are all undefined, raises (a listed failure, not a result).
     """
     series = compute_fma518(path)
     values = series.to_numpy()
-    if not np.isfinite(values).any():
+    finite = np.isfinite(values)
+    if not finite.any():
         raise ValueError("no finite feature value (all 518 undefined)")
-    return values, bool(series.attrs.get("padded", False))
+    return np.where(finite, values, 0.0).astype(values.dtype), bool(series.attrs.get("padded", False))
