@@ -20,6 +20,7 @@ import errno
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from mattlib.executors import EXECUTORS
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM) with what was kept."""
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # a warning is one line on the console too (not the file and source line that raised it)
+    warnings.formatwarning = lambda message, category, *_, **__: f"matt {args.command}: warning: {message}\n"
     try:
         return args.func(args)
     except KeyboardInterrupt as interrupt:

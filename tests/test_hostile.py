@@ -148,3 +148,44 @@ def test_a_collection_runs_end_to_end_from_the_command_line(tmp_path):
     table1 = pd.read_csv(tmp_path / "out" / "coll" / "report" / "table1.csv")
     assert set(table1["model"]) == {"LR", "LR+late"} and (table1["test_tracks"] == 4).all()
     assert table1["ci_low"].isna().all()  # 2 test albums: no interval is estimable, none is printed
+
+
+def test_feature_workers_are_capped_at_the_cpus_with_one_line(tmp_path):
+    import os
+    from pathlib import Path
+
+    clip = sorted((Path(__file__).parent / "data" / "fma_small").glob("*/*.mp3"))[0]
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / clip.name).write_bytes(clip.read_bytes())
+    out = matt(
+        "features",
+        "--audio-dir",
+        str(tmp_path / "audio"),
+        "--kind",
+        "fma518",
+        "--out",
+        str(tmp_path / "c"),
+        "--jobs",
+        "999",
+    )
+    assert out.returncode == 0, out.stderr
+    cpus = len(os.sched_getaffinity(0))
+    assert (
+        f"matt features: warning: jobs=999 capped at {cpus}, the CPUs this process may use" in out.stderr.splitlines()
+    )
+    assert f"jobs={cpus}, cpu)" in out.stdout, out.stdout
+
+
+def test_the_console_names_the_failures_file_and_the_first_reasons(tmp_path):
+    from pathlib import Path
+
+    from mattlib import features
+
+    clip = sorted((Path(__file__).parent / "data" / "fma_small").glob("*/*.mp3"))[0]
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    rep = features.extract({1: clip, 2: empty, 3: tmp_path / "gone.mp3"}, kind="fma518", out=tmp_path, progress=False)
+    first, second = str(rep).splitlines()
+    assert "2 failed" in first
+    assert second.startswith(f"  failures listed in {tmp_path / 'fma518' / 'failures.csv'}, e.g. 2: ")
+    assert "empty file (0 bytes)" in second and "3: " in second and "file not found" in second

@@ -77,11 +77,22 @@ class ExtractionReport:
         return d
 
     def __str__(self) -> str:
-        return (
+        line = (
             f"{self.kind}: {self.n_tracks} tracks: {self.done} computed, {self.reused} reused, "
             f"{self.failed} failed, {self.padded} padded; {self.seconds:.1f} s "
             f"({self.clips_per_s:.2f} clips/s, jobs={self.jobs}, {self.device})"
         )
+        return line + (f"\n  {self.failures_line()}" if self.failed else "")
+
+    def failures_line(self, first: int = 3) -> str:
+        """Where the failed tracks are listed, and the first ``first`` of them with their reasons."""
+        path = self.paths.get("failures", "")
+        try:
+            listed = pd.read_csv(path).head(first)
+        except (OSError, ValueError, pd.errors.ParserError):
+            return f"failures: {path}"
+        shown = "; ".join(f"{t}: {str(e)[:80]}" for t, e in zip(listed["track_id"], listed["error"]))
+        return f"failures listed in {path}, e.g. {shown}"
 
 
 def _normalise_tracks(tracks) -> dict[int, Path]:
@@ -322,6 +333,8 @@ def extract(
         raise ValueError(f"settings apply to kind={' / '.join(map(repr, with_settings))} only")
     if settings is not None and not isinstance(settings, settings_class):
         raise TypeError(f"settings must be a {settings_class.__name__}, got {type(settings).__name__}")
+    if executor is None:
+        jobs = _cap_jobs(int(jobs))
     tracks = _normalise_tracks(tracks)
     out = Path(out)
     common = dict(out=out, jobs=int(jobs), progress=progress, chunk_size=chunk_size, repair=repair, executor=executor)
@@ -331,6 +344,16 @@ def extract(
         return _extract_array(
             spec, tracks, settings=settings or settings_class(), device=_resolve_device(device), **common
         )
+
+
+def _cap_jobs(jobs: int) -> int:
+    """``jobs`` worker processes, at most the CPUs this process may run on (saying so when capped):
+    more workers than CPUs only share them, and each costs its start-up and memory."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if jobs > available:
+        warnings.warn(f"jobs={jobs} capped at {available}, the CPUs this process may use", stacklevel=3)
+        return available
+    return jobs
 
 
 def _default_chunk(n: int, jobs: int, cap: int) -> int:
