@@ -186,6 +186,8 @@ def test_one_interrupt_stops_matt_run(tmp_path, sig, status):
     assert f"INTERRUPTED by {name}: 1 stopped while running, 2 not started" in out, out + err
     assert "Traceback" not in err
     assert not list((tmp_path / "outputs" / "real").glob("01_data_exploration/*/metrics.json"))
+    # only the cell that started has an attempt folder; the two that never started have none
+    assert len(list((tmp_path / "outputs" / "real" / ".attempts" / "01_data_exploration").iterdir())) == 1
     wait_for(lambda: not processes_with(token), 10, "papermill and its kernel to exit")
 
 

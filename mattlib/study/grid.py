@@ -600,8 +600,11 @@ def run_cell(
     (papermill's ``--execution-timeout``), so a hanging cell fails instead of stalling the grid.
     """
     attempt = attempt_dir(cell)
+    if _PROCESSES.stopping.is_set():  # an interrupt came first: no folder for a cell that never starts
+        return CellResult(cell, "not started")
     if force:
         shutil.rmtree(attempt, ignore_errors=True)
+    fresh = not attempt.exists()
     attempt.mkdir(parents=True, exist_ok=True)
     (attempt / METRICS_FILE).unlink(missing_ok=True)
     params_file = attempt / "params.yaml"
@@ -633,7 +636,9 @@ def run_cell(
         try:
             proc = _PROCESSES.start(command, stdout=handle, stderr=subprocess.STDOUT, env=_cell_env(slot, jobs))
         except _NotStarted:
-            return CellResult(cell, "not started", attempt=attempt)
+            if fresh:
+                shutil.rmtree(attempt, ignore_errors=True)
+            return CellResult(cell, "not started")
         try:
             code = proc.wait(timeout=wall)
         except subprocess.TimeoutExpired:
