@@ -189,3 +189,35 @@ def test_the_console_names_the_failures_file_and_the_first_reasons(tmp_path):
     assert "2 failed" in first
     assert second.startswith(f"  failures listed in {tmp_path / 'fma518' / 'failures.csv'}, e.g. 2: ")
     assert "empty file (0 bytes)" in second and "3: " in second and "file not found" in second
+
+
+def test_a_demo_tracks_csv_cut_at_a_line_boundary_is_refused(tiny_study, tmp_path):
+    import shutil
+
+    from mattlib.data import fma
+
+    root = tmp_path / "cut"
+    shutil.copytree(tiny_study["data_root"] / "fma_metadata", root / "fma_metadata")
+    shutil.copy(tiny_study["data_root"] / "demo_complete.json", root)
+    path = root / "fma_metadata" / "tracks.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = 3 + int(0.6 * (len(lines) - 3))  # three header rows, then 60 % of the tracks
+    path.write_text("".join(lines[:kept]))
+    with pytest.raises(fma.FMADataError) as err:
+        fma.load_tracks(root)
+    assert str(err.value) == (
+        f"{path}: {kept - 3} rows where demo_complete.json declares n_tracks 112; the file is cut short or "
+        f"edited. Generate the root again (matt demo-data --out {root})"
+    )
+
+
+def test_features_missing_for_many_labelled_tracks_stop_the_cell(tiny_study, tmp_path):
+    from mattlib import features
+    from mattlib.data import datasets
+    from mattlib.study import experiment
+
+    paths = datasets.open_dataset(tiny_study["data_root"]).audio_paths(subset="medium")
+    half = dict(list(paths.items())[: len(paths) // 2])  # a cache extracted for half the tracks
+    features.extract(half, kind="fma518", out=tmp_path / "cache", jobs=2, progress=False)
+    with pytest.raises(ValueError, match=r"labelled tracks \(\d+%, more than 5%\) have no mfcc features in"):
+        experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tmp_path / "cache", feature_set="mfcc")

@@ -17,6 +17,7 @@ Reference: M. Defferrard et al., "FMA: A Dataset for Music Analysis", ISMIR 2017
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,17 @@ GENERATED_MARKER = "demo_complete.json"
 
 
 def _check_row_count(path: Path, frame: pd.DataFrame, name: str) -> None:
+    """FMA's own files must hold FMA's published row counts; a generated root's tracks and
+    features, the count its marker declares."""
     first_id, expected = FMA_ROW_COUNTS[name]
-    if (path.parent.parent / GENERATED_MARKER).is_file():  # e.g. the FMA-medium-shaped benchmark data
+    marker = path.parent.parent / GENERATED_MARKER
+    if marker.is_file():  # the demo, or the FMA-medium-shaped benchmark data
+        declared = json.loads(marker.read_text()).get("n_tracks")
+        if name != "genres.csv" and declared is not None and len(frame) != declared:
+            raise FMADataError(
+                f"{path}: {len(frame)} rows where {marker.name} declares n_tracks {declared}; the file is cut "
+                f"short or edited. Generate the root again (matt demo-data --out {path.parent.parent})"
+            )
         return
     is_fma = len(frame) >= min(expected, 10_000) // 2 and len(frame) and frame.index[0] == first_id
     if is_fma and len(frame) != expected:

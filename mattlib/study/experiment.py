@@ -270,6 +270,11 @@ def _load_instances(
     return features.select_feature_set(table, feature_set), None
 
 
+#: The largest share of labelled tracks that may lack features (failed clips are listed and left
+#: out); above it a run stops, since its numbers would describe another dataset.
+MAX_MISSING_SHARE = 0.05
+
+
 def load_study_data(
     *,
     data_root: str | Path,
@@ -340,7 +345,14 @@ def load_study_data(
             instances = instances.mask(bad, 0.0)
     available = instances.index if isinstance(instances, pd.DataFrame) else list(track_index)
     has_features = tracks.index.isin(available)
+    labelled = int(tracks["genre"].notna().sum())
     missing = int((~has_features & tracks["genre"].notna().to_numpy()).sum())
+    if labelled and missing > MAX_MISSING_SHARE * labelled:
+        raise ValueError(
+            f"{missing} of {labelled} labelled tracks ({missing / labelled:.0%}, more than {MAX_MISSING_SHARE:.0%}) have "
+            f"no {feature_set} features in {cache_dir}: the cache is incomplete or for other settings; run "
+            f"matt features --root {data_root} --out {cache_dir} (see its failures.csv)"
+        )
     if missing:
         warnings.warn(
             f"{missing} labelled track(s) have no {feature_set} features (failed or not extracted) and are left out",
