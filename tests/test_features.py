@@ -495,6 +495,8 @@ def test_fma518_reads_the_first_30_s_and_lists_silence_as_a_failure(tmp_path):
     )
     assert (rep.done, rep.failed) == (1, 1)
     failures = pd.read_csv(rep.paths["failures"])
-    assert failures["track_id"].tolist() == [2] and "silent (every sample of its first 30 s is 0)" in failures["error"][0]
+    assert (
+        failures["track_id"].tolist() == [2] and "silent (every sample of its first 30 s is 0)" in failures["error"][0]
+    )
     stored = F.load_fma518(tmp_path / "c")
     assert np.isfinite(stored.to_numpy()).all()  # a constant chroma bin's skew is stored as 0, never NaN

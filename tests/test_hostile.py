@@ -221,3 +221,31 @@ def test_features_missing_for_many_labelled_tracks_stop_the_cell(tiny_study, tmp
     features.extract(half, kind="fma518", out=tmp_path / "cache", jobs=2, progress=False)
     with pytest.raises(ValueError, match=r"labelled tracks \(\d+%, more than 5%\) have no mfcc features in"):
         experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tmp_path / "cache", feature_set="mfcc")
+
+
+def test_a_cell_that_trains_from_scratch_says_so_on_the_console(tmp_path):
+    import json
+    from pathlib import Path
+
+    from mattlib.study import grid
+
+    notebook = tmp_path / "notebook.ipynb"
+    line = f"{tmp_path}/checkpoints/last.pt was saved by another run (epochs changed); training from scratch"
+    outputs = [{"output_type": "stream", "name": "stderr", "text": ["epoch 1\n", line + "\n"]}]
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
+    assert grid._console_notes(notebook) == (line,)
+    written = []
+
+    class Bar:
+        def set_postfix_str(self, _):
+            pass
+
+        def update(self):
+            pass
+
+        def write(self, text):
+            written.append(text)
+
+    cell = grid.Cell(notebook="04_mil.ipynb", cell_id="all-mlp-mean", params={}, output_dir=Path("x"))
+    grid._record(grid.CellResult(cell, "done", notes=(line,)), grid.RunSummary(run_dir=tmp_path), Bar())
+    assert written == [f"04_mil/all-mlp-mean: {line}"]

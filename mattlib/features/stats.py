@@ -252,7 +252,9 @@ def compute_fma518(path: str | os.PathLike, *, legacy: bool = False) -> pd.Serie
     """
     y, sr = load_audio(path, sr=None, mono=True, duration=FMA_SECONDS)
     if y.size and not np.any(y):
-        raise AudioError(path, f"silent (every sample of its first {FMA_SECONDS:g} s is 0): its statistics are undefined")
+        raise AudioError(
+            path, f"silent (every sample of its first {FMA_SECONDS:g} s is 0): its statistics are undefined"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa warns on very short clips (n_fft > len)
         vec = fma518_vector(y, sr=sr, legacy=legacy)

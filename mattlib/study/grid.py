@@ -126,6 +126,7 @@ class CellResult:
     seconds: float = 0.0
     error: str = ""
     attempt: Path | None = None  # where a failed or stopped attempt is kept
+    notes: tuple[str, ...] = ()  # lines the console repeats (e.g. a resume point not taken)
 
 
 _STALE_REASONS = {"parameters": "parameters changed", "notebook": "notebook edited", "code": "mattlib code changed"}
@@ -649,10 +650,11 @@ def run_cell(
     seconds = time.perf_counter() - start
     if _PROCESSES.stopping.is_set() and code != 0:
         return CellResult(cell, "stopped", seconds, "stopped by an interrupt", attempt=attempt)
+    notes = _console_notes(attempt / "notebook.ipynb")
     if code == 0 and (attempt / METRICS_FILE).exists():
         _carry_last_views(attempt / "notebook.ipynb", log)
         _publish(cell, attempt)
-        return CellResult(cell, "done", seconds)
+        return CellResult(cell, "done", seconds, notes=notes)
     if code is None:
         error = f"the notebook ran past its time limit ({wall:.0f} s) and was stopped"
     elif code == 0:
@@ -661,7 +663,24 @@ def run_cell(
         error = f"papermill was killed by signal {-code}"
     else:
         error = _last_error(log) or f"papermill exited with status {code}"
-    return CellResult(cell, "failed", seconds, error, attempt=attempt)
+    return CellResult(cell, "failed", seconds, error, attempt=attempt, notes=notes)
+
+
+#: Lines of an executed notebook's output that ``matt run`` repeats on its console.
+_CONSOLE_NOTES = ("training from scratch",)
+
+
+def _console_notes(notebook: Path) -> tuple[str, ...]:
+    """The lines of ``notebook``'s stream outputs that name one of :data:`_CONSOLE_NOTES`."""
+    try:
+        cells = json.loads(notebook.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return ()
+    text = (o.get("text", "") for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    lines = (
+        line.strip() for chunk in text for line in ("".join(chunk) if isinstance(chunk, list) else chunk).splitlines()
+    )
+    return tuple(dict.fromkeys(line for line in lines if any(n in line for n in _CONSOLE_NOTES)))
 
 
 def _carry_last_views(notebook: Path, log: Path) -> None:
@@ -802,6 +821,8 @@ def _record(result: CellResult, summary: RunSummary, bar) -> None:
     summary.results.append(result)
     bar.set_postfix_str(f"{result.cell.stem}/{result.cell.cell_id} {result.status}")
     bar.update()
+    for note in result.notes:
+        bar.write(f"{result.cell.stem}/{result.cell.cell_id}: {note}")
     if result.status == "failed":
         bar.write(f"FAILED {result.cell.stem}/{result.cell.cell_id}: {result.error}")
 
