@@ -269,16 +269,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return _INTERRUPT_STATUS[name]
     except OSError as err:
-        print(f"matt {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)
+        print(f"matt {args.command}: error: {_describe_os_error(err, writing=_written_folder(args))}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError) as err:
         print(f"matt {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 
-def _describe_os_error(err: OSError) -> str:
-    """One line: what failed, on which path, and what to do."""
-    where = f": {err.filename}" if err.filename else ""
+def _written_folder(args: argparse.Namespace) -> str:
+    """The folder a command writes into, named when an OSError carries no path of its own."""
+    if getattr(args, "out", None):
+        return str(args.out)
+    if getattr(args, "run_dir", None):
+        return str(args.run_dir)
+    if getattr(args, "params", None):
+        return f"the output_root of {args.params}"
+    return ""
+
+
+def _describe_os_error(err: OSError, *, writing: str = "") -> str:
+    """One line: what failed, on which path (or, without one, the folder being written), and what to do."""
+    where = f": {err.filename}" if err.filename else (f" (writing under {writing})" if writing else "")
     what = err.strerror or str(err)
     advice = {
         errno.ENOSPC: "free disk space (or point --out / output_root elsewhere) and run again",

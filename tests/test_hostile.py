@@ -249,3 +249,20 @@ def test_a_cell_that_trains_from_scratch_says_so_on_the_console(tmp_path):
     cell = grid.Cell(notebook="04_mil.ipynb", cell_id="all-mlp-mean", params={}, output_dir=Path("x"))
     grid._record(grid.CellResult(cell, "done", notes=(line,)), grid.RunSummary(run_dir=tmp_path), Bar())
     assert written == [f"04_mil/all-mlp-mean: {line}"]
+
+
+def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mattlib import cli, features
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() raises it: no filename
+
+    monkeypatch.setattr(features, "extract_audio_dir", full)
+    out = tmp_path / "cache"
+    assert cli.main(["features", "--audio-dir", str(tmp_path), "--kind", "fma518", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"matt features: error: No space left on device (writing under {out}) (free disk space (or point --out / "
+        "output_root elsewhere) and run again)"
+    ]
