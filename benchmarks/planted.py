@@ -33,6 +33,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,6 +86,22 @@ def attention_recovery(run: Path, manifest: pd.DataFrame, *, n_boot: int = 1000)
         data = json.loads(path.read_text())
         test = [b for b in data["bags"] if b.get("split", "test") == "test"]
         out[data["model"]] = attention.recovery(test, carries, n_boot=n_boot)
+    return out
+
+
+def summarise_recovery(recovery: dict[str, list[dict]]) -> list[dict]:
+    """Per effect × pooling: the replications' mean AUC and weight share above uniform, and how many
+    of their album intervals hold chance (AUC 0.5, share 0)."""
+    out = []
+    for effect, replications in recovery.items():
+        for model in sorted({m for r in replications for m in r}):
+            row = {"effect": effect, "model": model, "replications": len(replications)}
+            for score, chance in (("auc", 0.5), ("share_above_uniform", 0.0)):
+                found = [r[model][score] for r in replications if model in r and r[model][score]["mean"] is not None]
+                row[f"{score} mean"] = float(np.mean([f["mean"] for f in found])) if found else None
+                # 1e-4: attention.json keeps 5 decimals, so uniform weights sum to 1 +- a few 1e-5
+                row[f"{score} holds chance"] = sum(f["ci_low"] - 1e-4 <= chance <= f["ci_high"] + 1e-4 for f in found)
+            out.append(row)
     return out
 
 
@@ -147,11 +164,14 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     summary = summarise(table)
     print(pd.DataFrame(summary).round(2).to_string(index=False))
+    recovered = summarise_recovery(recovery)
+    print(pd.DataFrame(recovered).round(3).to_string(index=False))
     result = {
         "command": "python benchmarks/planted.py " + " ".join(argv or sys.argv[1:]),
         "settings": vars(args),
         "seconds": round(time.perf_counter() - started, 1),
         "summary": summary,
+        "attention_recovery_summary": recovered,
         "attention_recovery": recovery,
         "rows": table.to_dict(orient="records"),
     }
