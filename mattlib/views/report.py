@@ -34,7 +34,7 @@ import pandas as pd
 
 from mattlib.evaluation.results import METRICS_FILE
 from mattlib.locks import FolderLocked, folder_lock
-from mattlib.views import report_html, runs, verdict
+from mattlib.views import report_attention, report_html, runs, verdict
 
 __all__ = [
     "collect",
@@ -320,25 +320,6 @@ def pr_figure(run_dir: str | Path, *, cells: Iterable[str | Path] | None = None,
     return fig
 
 
-def _attention_figures(run_dir: Path, *, max_bags: int = 3) -> list[str]:
-    """Static plotly figures (HTML divs) of a few bags' attention, from attention.json files."""
-    from mattlib.views import widgets
-
-    divs = []
-    # MATT / gated attention first (mean pooling's weights are uniform by construction)
-    paths = sorted(
-        run_dir.glob("05_matt/*/attention.json"),
-        key=lambda p: ("matt" not in p.parent.name, "mel" in p.parent.name, p.parent.name),
-    )
-    paths = paths or sorted(run_dir.glob("*/*/attention.json"))
-    for path in paths[:3]:
-        data = json.loads(path.read_text())
-        for fig in widgets.static_attention_figures(data, max_bags=max_bags):
-            fig.update_layout(title=f"{path.parent.parent.name}/{path.parent.name}: {fig.layout.title.text}")
-            divs.append(fig.to_html(full_html=False, include_plotlyjs=False, config=report_html.PLOTLY_CONFIG))
-    return divs
-
-
 def table1_wide(t1: pd.DataFrame) -> pd.DataFrame:
     """Table I as the paper prints it: feature sets × models, cells
     "ours ± sd [95 % CI] (paper)", and the test support (tracks / albums) per feature set."""
@@ -389,10 +370,6 @@ def table1_wide(t1: pd.DataFrame) -> pd.DataFrame:
     return wide.fillna("–").reset_index()
 
 
-def _format(table: pd.DataFrame) -> str:
-    return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
-
-
 def _known_answer(run_dir: Path, cells) -> tuple[str | None, dict | None]:
     """The planted effect's known answer (text, answers) when the run's data root is a demo."""
     from mattlib.data import planted
@@ -422,61 +399,6 @@ def _demo_root(run_dir: Path, cells) -> Path | None:
             return Path(str(root))
         return None
     return None
-
-
-def _attention_across_poolings(run_dir: Path, cells, div) -> list[str]:
-    """Entropy against bag size per pooling, and every pooling's weights on the largest test bag."""
-    from mattlib.views import attention
-
-    models = attention.load_attention(run_dir, cells=cells)
-    table = attention.entropy_table(models)
-    if table.empty:
-        return []
-    largest = table.sort_values(["size", "bag_id"]).iloc[-1]["bag_id"]
-    return [
-        "<h2>Attention across poolings</h2>",
-        "<p class='note'>Attention entropy divided by log(bag size): 1 = uniform (mean pooling, by "
-        "construction), 0 = one track takes all. Paper-form MATT's weights differ by at most a factor e² "
-        "within a bag, so its entropy stays near 1 in large bags. Below, every bag model's weights on the "
-        "largest test bag, as softmax weights and as min–max-scaled raw scores (notebook 06 lets you pick the "
-        "bag and the view).</p>",
-        div(attention.entropy_figure(table)),
-        div(attention.side_by_side_figure(models, largest, view="softmax")),
-        div(attention.side_by_side_figure(models, largest, view="min-max")),
-        *_recovery_section(run_dir, cells, models),
-    ]
-
-
-def _recovery_section(run_dir: Path, cells, models: dict) -> list[str]:
-    """On a planted demo: does each pooling's attention find the tracks that carry the genre?"""
-    from mattlib.views import attention
-
-    root = _demo_root(run_dir, cells)
-    manifest = None if root is None else root / "demo_manifest.csv"
-    if manifest is None or not manifest.exists():
-        return []
-    frame = pd.read_csv(manifest)
-    if "marked" not in frame:
-        return []
-    table = attention.recovery_table(models, frame.set_index("track_id")["marked"].astype(bool))
-    table.to_csv(run_dir / "report" / "attention_recovery.csv", index=False)
-    shown = table.assign(
-        interval=[
-            "not estimable" if lo is None or np.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
-            for lo, hi in zip(table["ci_low"], table["ci_high"])
-        ]
-    )[["model", "score", "mean", "interval", "bags"]]
-    return [
-        "<h3>Does attention find the tracks that carry the genre?</h3>",
-        "<p class='note'>The demo generator knows which tracks of each album carry its genre (the "
-        "<code>marked</code> tracks of <code>demo_manifest.csv</code>: only they carry it in the "
-        "<i>attention</i> variant; in the other variants they carry nothing special, so every score must sit at "
-        "chance). Per test bag (the true genre's query for MATT): <code>auc</code>, the AUC of the weights "
-        "against those tracks (0.5 = chance), and <code>share_above_uniform</code>, their share of the weight "
-        "minus the share a uniform weighting gives them (0 = chance); 95 % intervals over test albums "
-        "(<code>attention_recovery.csv</code>).</p>",
-        _format(shown),
-    ]
 
 
 def _case_study_table(models: dict, context: dict) -> pd.DataFrame:
@@ -581,7 +503,6 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
     frame.to_csv(out / "all_metrics.csv", index=False)
     report_html.write_assets(out)
     links = report_html.render_notebooks(run_dir, out / "notebooks", jobs=jobs)
-    attention = _attention_figures(run_dir)
     known, answers = _known_answer(run_dir, cells)
     read = sorted({f"{r.notebook}/{r.cell}" for r in frame.itertuples()}) if not frame.empty else []
 
@@ -618,7 +539,7 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
         "demo dataset the numbers describe synthetic music and say nothing about real music.</p>",
         "<details><summary>All paired comparisons (every metric, track and bag level; <code>paired.csv</code>)"
         "</summary>",
-        _format(paired) if not paired.empty else "<p>no comparable pairs in this run</p>",
+        report_html.format_table(paired) if not paired.empty else "<p>no comparable pairs in this run</p>",
         "</details>",
         "<h2>Table I — test accuracy (%) per feature set and model</h2>",
         "<p class='note'>Each cell: this study's test accuracy (± sd over seeds), the 95 % CI of the seed "
@@ -631,10 +552,10 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
         "track-level model's probabilities averaged over each test bag (no bag training; for the torch "
         "encoder, its epoch chosen on late-fused validation accuracy); <i>MATT (bilinear)</i>: MATT with "
         "the score s·(A q<sub>g</sub>), whose attention can rank tracks differently per genre.</p>",
-        _format(table1_wide(t1)) if not t1.empty else "<p>no model results yet</p>",
+        report_html.format_table(table1_wide(t1)) if not t1.empty else "<p>no model results yet</p>",
         "<details><summary>Table I in full (track- and bag-level accuracy, sd, seeds)</summary>",
         "<p class='note'><b>per_bag_accuracy</b>: test bags against their majority genre.</p>",
-        _format(t1) if not t1.empty else "",
+        report_html.format_table(t1) if not t1.empty else "",
         "</details>",
         "<h2>Table II — Top@K (%) on the tail genres</h2>",
         "<p class='note'><b>ours</b>: tail sets from the training counts (&lt;100, &lt;200 training tracks, "
@@ -643,22 +564,24 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
         "tracks lie in fewer than 10 test albums, and the support; <b>paper_sets</b>: the paper's own sets "
         "(its &lt;100 also held International); <b>published</b>: the paper's Table II, shown only beside "
         "the features the paper used (all 518 for LR … MLP+MATT, the log-mel for the CRNNs).</p>",
-        _format(t2[[c for c in t2.columns if not c.startswith("paper_sets")]])
+        report_html.format_table(t2[[c for c in t2.columns if not c.startswith("paper_sets")]])
         if not t2.empty
         else "<p>no model results yet</p>",
         "<details><summary>Table II on the paper's own tail sets</summary>",
-        _format(t2[[c for c in t2.columns if not c.startswith(("ours", "published"))]]) if not t2.empty else "",
+        report_html.format_table(t2[[c for c in t2.columns if not c.startswith(("ours", "published"))]])
+        if not t2.empty
+        else "",
         "</details>",
         "<h2>Average precision</h2>",
         "<p class='note'>Macro AP: the mean over genres of one-vs-rest AP, each genre ranking the test tracks "
         "by its own score, so MATT's per-query scores (which need not sum to one) enter as they are; with "
         "its 95 % CI over seeds and albums. Micro AP pools all genres' scores and is dominated by the head "
         "genres.</p>",
-        _format(ap) if not ap.empty else "",
+        report_html.format_table(ap) if not ap.empty else "",
         "<h2>Training tracks and bags per genre</h2>",
         "<p class='note'>Bag training weighs each bag once (the loss is a mean over bags), so its effective "
         "class prior is bags per genre, not tracks per genre.</p>",
-        _format(bags) if not bags.empty else "",
+        report_html.format_table(bags) if not bags.empty else "",
         "<h2>Precision–recall</h2>",
         div(pr_figure(run_dir, cells=cells)),
     ]
@@ -667,11 +590,9 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
             "<h2>Case study — trained on bags, tested on single tracks</h2>",
             "<p class='note'>The paired differences of the case study are in <code>paired.csv</code> "
             "(questions starting 'bag training, tested on single tracks').</p>",
-            _format(case),
+            report_html.format_table(case),
         ]
-    parts += _attention_across_poolings(run_dir, cells, div)
-    if attention:
-        parts += ["<h2>Attention over a few bags</h2>", *attention]
+    parts += report_attention.sections(run_dir, cells=cells, div=div, demo_root=_demo_root(run_dir, cells))
     parts.append("<h2>Executed notebooks</h2><ul>")
     for notebook, cell, href in links:
         parts.append(f"<li><a href='{html.escape(href)}'>{html.escape(notebook)} / {html.escape(cell)}</a></li>")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mattlib.views import last_view
 
-__all__ = ["PLOTLY_CONFIG", "write_assets", "render_notebook", "render_notebooks"]
+__all__ = ["PLOTLY_CONFIG", "format_table", "write_assets", "render_notebook", "render_notebooks"]
 
 PLOTLY_JS = "plotly.min.js"
 MATHJAX_JS = "mathjax/tex-svg-full.js"
@@ -53,6 +53,11 @@ _TEMPLATE = (
 #: plotly.js options of every figure the report writes: the toolbar's PNG export (drawn in the
 #: browser, offline), no button that sends data to a website, no logo link.
 PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False, "modeBarButtonsToRemove": ["sendDataToCloud"]}
+
+
+def format_table(table) -> str:
+    """A pandas table as the report's HTML (no index, "–" for missing, two decimals)."""
+    return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0, classes="table")
 
 
 def write_assets(out_dir: str | Path) -> None:
