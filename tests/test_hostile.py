@@ -266,3 +266,32 @@ def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsy
         f"matt features: error: No space left on device (writing under {out}) (free disk space (or point --out / "
         "output_root elsewhere) and run again)"
     ]
+
+
+def test_a_tracks_table_without_labelled_tracks_stops_before_any_cell(tiny_study, tmp_path):
+    import shutil
+
+    import pandas as pd
+    import yaml
+
+    root = tmp_path / "unlabelled"
+    shutil.copytree(tiny_study["data_root"] / "fma_metadata", root / "fma_metadata")
+    shutil.copy(tiny_study["data_root"] / "demo_complete.json", root)
+    path = root / "fma_metadata" / "tracks.csv"
+    tracks = pd.read_csv(path, index_col=0, header=[0, 1])
+    tracks[("track", "genre_top")] = ""  # every genre_top empty
+    tracks.to_csv(path)
+    params = tmp_path / "p.yaml"
+    spec = {
+        "run": "unlabelled",
+        "output_root": str(tmp_path / "out"),
+        "defaults": {"data_root": str(root), "cache_dir": str(tiny_study["cache_dir"])},
+        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
+    }
+    params.write_text(yaml.safe_dump(spec))
+    out = matt("run", str(params))
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"matt run: error: data_root {root}: no labelled tracks in subset 'medium' (a track needs a top genre "
+        "and a split); check its genre column (genre_top for FMA)"
+    ]
+    assert not (tmp_path / "out" / "unlabelled" / "03_baselines").exists()
