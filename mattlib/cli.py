@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM) with what was kept."""
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    # a warning is one line on the console too (not the file and source line that raised it)
+    # a warning is one line on the console too (not the file and source line that raised it);
+    # restored on return, for callers of main() in a process of their own (tests, scripts)
+    previous = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *_, **__: f"matt {args.command}: warning: {message}\n"
     try:
         return args.func(args)
@@ -274,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as err:
         print(f"matt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous
 
 
 def _written_folder(args: argparse.Namespace) -> str:

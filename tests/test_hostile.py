@@ -261,7 +261,11 @@ def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(features, "extract_audio_dir", full)
     out = tmp_path / "cache"
+    import warnings
+
+    before = warnings.formatwarning
     assert cli.main(["features", "--audio-dir", str(tmp_path), "--kind", "fma518", "--out", str(out)]) == 2
+    assert warnings.formatwarning is before  # main() leaves the caller's warning format as it was
     assert capsys.readouterr().err.splitlines() == [
         f"matt features: error: No space left on device (writing under {out}) (free disk space (or point --out / "
         "output_root elsewhere) and run again)"
