@@ -350,6 +350,10 @@ def attention_across_poolings(page) -> None:
         chart.locator(".modebar-btn[data-title='Download plot as a PNG']").click()
     saved = Path(download.value.path())
     assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and saved.stat().st_size > 5_000
+    index = [f["title"] for f in figures].index(entropy[0]["title"])
+    with page.expect_download(timeout=20_000) as download:
+        page.locator("a.svg-export").nth(index).click()  # one link per figure, in page order
+    assert Path(download.value.path()).read_text()[:200].lstrip().startswith("<svg")
     titles = page.evaluate("() => Array.from(document.querySelectorAll('.modebar-btn')).map(b => b.dataset.title)")
     assert "Download plot as a PNG" in titles and not [t for t in titles if "Share" in t or "Cloud" in t]
 

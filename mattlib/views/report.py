@@ -600,7 +600,7 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
     source = "the cells of the params file" if cells is not None else "every cell folder of the run"
     parts.append(f"<details><summary>{len(read)} cells read ({source})</summary><ul>")
     parts += [f"<li><code>{html.escape(c)}</code></li>" for c in read]
-    parts.append("</ul></details></body></html>")
+    parts.append(f"</ul></details>{report_html.SVG_EXPORT}</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts))
     return index

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mattlib.views import last_view
 
-__all__ = ["PLOTLY_CONFIG", "format_table", "write_assets", "render_notebook", "render_notebooks"]
+__all__ = ["PLOTLY_CONFIG", "SVG_EXPORT", "format_table", "write_assets", "render_notebook", "render_notebooks"]
 
 PLOTLY_JS = "plotly.min.js"
 MATHJAX_JS = "mathjax/tex-svg-full.js"
@@ -53,6 +53,24 @@ _TEMPLATE = (
 #: plotly.js options of every figure the report writes: the toolbar's PNG export (drawn in the
 #: browser, offline), no button that sends data to a website, no logo link.
 PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False, "modeBarButtonsToRemove": ["sendDataToCloud"]}
+
+#: A "save as SVG" link under every figure of a page (plotly's toolbar saves PNG only); drawn by the
+#: shipped plotly.js, offline.
+SVG_EXPORT = """<script>
+document.querySelectorAll('.plotly-graph-div').forEach((figure, i) => {
+  const link = document.createElement('a');
+  link.href = '#'; link.className = 'svg-export'; link.textContent = 'save as SVG';
+  link.style.fontSize = '12px';
+  link.onclick = (event) => {
+    event.preventDefault();
+    Plotly.downloadImage(figure, {format: 'svg', filename: 'figure-' + (i + 1)});
+  };
+  const box = document.createElement('div');  // above the figure, clear of plotly's layers
+  box.style.cssText = 'text-align:right;position:relative;z-index:10';
+  box.appendChild(link);
+  figure.parentNode.insertBefore(box, figure);
+});
+</script>"""
 
 
 def format_table(table) -> str:
