@@ -136,7 +136,7 @@ def render_notebook(nb_path: str | Path, target: str | Path) -> Path:
 
     body, _ = _exporter().from_notebook_node(_offline(nbformat.read(nb_path, as_version=4)))
     target = Path(target)
-    target.write_text(_INLINE_PLOTLY.sub("", body))
+    target.write_text(_INLINE_PLOTLY.sub("", body).replace("</body>", SVG_EXPORT + "</body>", 1))
     return target
 
 
