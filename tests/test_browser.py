@@ -373,7 +373,7 @@ def test_executed_notebook_reopened_without_a_kernel_shows_the_explorers_last_vi
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
 
     # the explorer's cell: its widget output, then the last view the grid added
-    # (mattlib.views.last_view: JupyterLab's widget manager draws no widget without a kernel)
+    # (mattlib.study.last_view: JupyterLab's widget manager draws no widget without a kernel)
     view = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell:has(.jp-OutputArea-output select)"
     cell = page.locator(view)
     cell.wait_for(timeout=60_000)

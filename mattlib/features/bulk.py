@@ -40,7 +40,7 @@ from mattlib.features.store import (
     _write_manifest,
 )
 from mattlib.locks import die_with_parent, folder_lock
-from mattlib.models.registry import resolve
+from mattlib.registry import resolve
 
 __all__ = ["KINDS", "ExtractionReport", "extract", "extract_subset", "extract_audio_dir"]
 

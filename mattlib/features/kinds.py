@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mattlib.models.registry import resolve
+from mattlib.registry import resolve
 
 __all__ = ["KINDS", "FeatureKind", "feature_kind"]
 

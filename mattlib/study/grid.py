@@ -23,7 +23,7 @@ Each grid cell runs in its own papermill process into ``outputs/<run>/.attempts/
 (``notebook.ipynb``, ``params.yaml``, ``source.sha1``, ``code.sha1``, ``metrics.json``,
 ``papermill.log``), which replaces ``outputs/<run>/<notebook>/<cell-id>/`` only when it succeeded.
 A successful notebook then carries its widgets' last views, shown without a kernel
-(:mod:`mattlib.views.last_view`).
+(:mod:`mattlib.study.last_view`).
 A cell whose ``metrics.json`` exists and that ran with the current parameters, notebook source and
 mattlib code is finished and is skipped unless ``force``; a crashing cell keeps its failed attempt
 beside the last good result and the others go on; the run ends with a summary naming the failures.
@@ -684,11 +684,11 @@ def _console_notes(notebook: Path) -> tuple[str, ...]:
 
 
 def _carry_last_views(notebook: Path, log: Path) -> None:
-    """Add its widgets' last views to an executed notebook (:mod:`mattlib.views.last_view`), so
+    """Add its widgets' last views to an executed notebook (:mod:`mattlib.study.last_view`), so
     that it shows them without a kernel. Only that is lost if it fails: logged, not raised."""
     import nbformat
 
-    from mattlib.views import last_view
+    from mattlib.study import last_view
 
     try:
         nb = nbformat.read(notebook, as_version=4)

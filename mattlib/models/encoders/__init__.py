@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mattlib.models.registry import lazy_exports, lookup
+from mattlib.registry import lazy_exports, lookup
 
 if TYPE_CHECKING:
     from torch import nn

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mattlib.models.registry import lazy_exports, lookup
+from mattlib.registry import lazy_exports, lookup
 
 if TYPE_CHECKING:
     from mattlib.models.mil.base import BagPooling

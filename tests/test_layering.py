@@ -1,0 +1,39 @@
+"""The package's folders are the study's stages: a stage imports only the stages before it and the
+shared utilities (README, "Architecture"), at module level or inside a function."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mattlib"
+STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "pipeline", "cli"]
+UTILITIES = {"paths", "locks", "provenance", "executors", "registry"}
+
+
+def imported_parts(path: Path) -> set[str]:
+    """The top-level parts of ``mattlib`` that ``path`` imports (``from mattlib import x`` names x)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] if node.module != "mattlib" else [f"mattlib.{a.name}" for a in node.names]
+        found |= {n.split(".")[1] for n in names if n.startswith("mattlib.")}
+    return found
+
+
+def test_every_stage_imports_only_the_stages_before_it():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if part in UTILITIES or part == "__init__":
+            assert not imported_parts(path) - UTILITIES, f"{path}: a utility imports a stage"
+            continue
+        allowed = set(STAGES[: STAGES.index(part) + 1]) | UTILITIES
+        upward += [f"{path.relative_to(PACKAGE)} imports {p}" for p in sorted(imported_parts(path) - allowed)]
+    assert upward == []
+
+
+def test_the_stage_list_names_every_folder():
+    parts = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert parts - {"__init__"} == set(STAGES) | UTILITIES
