@@ -37,7 +37,6 @@ __all__ = [
     "FMA_STATISTICS",
     "fma518_columns",
     "write_features",
-    "load_echonest",
     "top_genres",
     "subset_tracks",
     "audio_path",
@@ -344,16 +343,6 @@ def load_features_cached(path: str | Path, *, cache_dir: str | Path) -> pd.DataF
     features.to_parquet(partial)
     os.replace(partial, copy)
     return features
-
-
-def load_echonest(root: str | Path) -> pd.DataFrame | None:
-    """Load the optional ``echonest.csv`` (3-row header); ``None`` if the root has none."""
-    path = metadata_path(root, "echonest.csv")
-    if not path.exists():
-        return None
-    echonest = pd.read_csv(path, index_col=0, header=[0, 1, 2])
-    echonest.index.name = "track_id"
-    return echonest
 
 
 def subset_tracks(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_jsonable", "write_json", "write_metrics", "read_metrics", "METRICS_FILE", "TEST_SCORES_FILE"]
+__all__ = ["to_jsonable", "write_json", "write_metrics", "METRICS_FILE", "TEST_SCORES_FILE"]
 
 METRICS_FILE = "metrics.json"
 #: Per-track test scores of every reported model of a cell (the report's intervals and paired tests).
@@ -60,8 +60,3 @@ def write_json(path: str | Path, data: Any) -> Path:
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
     """Write ``<output_dir>/metrics.json`` (the file the grid runner and the report read)."""
     return write_json(Path(output_dir) / METRICS_FILE, metrics)
-
-
-def read_metrics(output_dir: str | Path) -> dict:
-    """Read ``<output_dir>/metrics.json``."""
-    return json.loads((Path(output_dir) / METRICS_FILE).read_text())

@@ -172,10 +172,6 @@ class BagDataset(Dataset):
         pred = np.asarray(predicted, dtype=np.int64)
         return int(rows[np.arange(len(rows)), pred].sum()), int(rows.sum())
 
-    def class_counts(self) -> np.ndarray:
-        """Number of bags per class, shape (C,)."""
-        return np.bincount(self.labels, minlength=len(self.classes))
-
 
 @dataclass
 class BagBatch:
