@@ -8,7 +8,6 @@ import functools
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mattlib import devices
 from mattlib.features.audio import AudioError
 from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
 from mattlib.features.mel import MelSettings, log_mel_torch, mel_audio, mel_filterbank
@@ -244,28 +244,6 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="track", disable=not enabled, smoothing=0.1, dynamic_ncols=True)
 
 
-def _resolve_device(device: str | None) -> str:
-    if device is not None and device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be None, 'cpu' or 'cuda[:i]', got {device!r}")
-    if device == "cpu":
-        return device
-    # importing torch costs ~1.5 s: skip it on machines without an NVIDIA driver
-    if "torch" not in sys.modules and not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
-        cuda = False
-    else:
-        try:
-            import torch
-
-            cuda = torch.cuda.is_available()
-        except ImportError:  # pragma: no cover
-            cuda = False
-    if device is None:
-        return "cuda" if cuda else "cpu"
-    if device.startswith("cuda") and not cuda:
-        raise ValueError(f"device={device!r} requested but CUDA is not available")
-    return device
-
-
 def extract(
     tracks: Mapping[int, str | os.PathLike] | pd.Series | Iterable[tuple[int, str | os.PathLike]],
     *,
@@ -342,7 +320,7 @@ def extract(
         if spec.storage == "table":
             return _extract_table(spec, tracks, **common)
         return _extract_array(
-            spec, tracks, settings=settings or settings_class(), device=_resolve_device(device), **common
+            spec, tracks, settings=settings or settings_class(), device=devices.resolve(device), **common
         )
 
 

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from mattlib import devices
 from mattlib.features.audio import audio_info, load_audio
 
 __all__ = [
@@ -257,8 +258,7 @@ def log_mel_torch(y, settings: MelSettings, *, device=None, fb: np.ndarray | Non
     """
     import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = devices.resolve(device)
     x = torch.as_tensor(y).to(device=device, dtype=torch.float64)
     single = x.ndim == 1
     if single:

@@ -219,9 +219,9 @@ def _clip_patches(path: str | os.PathLike, seconds: float | None) -> np.ndarray:
 
 
 def _device(device: str | None) -> str:
-    from mattlib.features.bulk import _resolve_device
+    from mattlib import devices
 
-    return _resolve_device(None if device in (None, "auto") else device)
+    return devices.resolve(device)
 
 
 def embed_patches(

@@ -52,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from mattlib import paths
+from mattlib import devices, paths
 from mattlib.evaluation.results import METRICS_FILE
 from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
@@ -485,22 +485,13 @@ def _cell_env(slot: int, jobs: int) -> dict[str, str]:
     env.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     env["PYTHONWARNINGS"] = env.get("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    n_gpus = _gpu_count()
+    n_gpus = devices.gpu_count()
     if n_gpus > 0 and "CUDA_VISIBLE_DEVICES" not in os.environ:
         env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)  # each worker its own GPU
     return env
 
 
 @functools.lru_cache(maxsize=1)
-def _gpu_count() -> int:
-    """CUDA GPUs visible to ``nvidia-smi`` (0 without a driver); asked once per process."""
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
-
-
 class _Processes:
     """The papermill processes running now, so an interrupt can stop them (and their kernels)."""
 

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mattlib import devices
+
 __all__ = [
     "BagBatch",
     "BagDataset",
@@ -222,10 +224,8 @@ def collate_bags(items: Sequence[tuple[str, torch.Tensor, int]]) -> BagBatch:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """:func:`mattlib.devices.resolve` as a ``torch.device`` (a ``torch.device`` passes through)."""
+    return device if isinstance(device, torch.device) else torch.device(devices.resolve(device))
 
 
 def seed_everything(seed: int) -> torch.Generator:
