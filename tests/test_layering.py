@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mattlib"
 STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "pipeline", "cli"]
-UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices"}
+UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices", "atomic"}
 
 
 def imported_parts(path: Path) -> set[str]:

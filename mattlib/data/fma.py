@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mattlib.atomic import write_atomic
+
 __all__ = [
     "load_features_cached",
     "FMADataError",
@@ -338,10 +340,7 @@ def load_features_cached(path: str | Path, *, cache_dir: str | Path) -> pd.DataF
         features.index.name = "track_id"
         return features
     features = load_features(path)
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    partial = copy.with_name(f"{copy.name}.{uuid.uuid4().hex[:8]}.partial")  # cells race: replace atomically
-    features.to_parquet(partial)
-    os.replace(partial, copy)
+    write_atomic(copy, features.to_parquet)  # cells race: each writes whole, one wins
     return features
 
 

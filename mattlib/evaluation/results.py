@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from mattlib.atomic import write_atomic
 
 __all__ = ["to_jsonable", "write_json", "write_metrics", "METRICS_FILE", "TEST_SCORES_FILE"]
 
@@ -49,12 +50,8 @@ def to_jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mattlib import devices
+from mattlib.atomic import write_atomic
 from mattlib.features.audio import AudioError
 from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
 from mattlib.features.mel import MelSettings, log_mel_torch, mel_audio, mel_filterbank
@@ -28,7 +29,6 @@ from mattlib.features.stats import fma518_columns
 from mattlib.features.store import (
     MANIFEST,
     DamagedCacheError,
-    _atomic_write,
     _check_manifest,
     _damaged_mel_rows,
     _fix,
@@ -389,7 +389,7 @@ def _extract_table(
                 with open(p, "wb") as fh:
                     np.savez(fh, ids=ids, values=vals, padded=padded)
 
-            _atomic_write(name, write)
+            write_atomic(name, write)
             done += len(ok)
 
     chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
@@ -421,7 +421,7 @@ def _extract_table(
     table = table[~table.index.duplicated(keep="last")]
     _write_features(folder, table)
     padded &= set(table.index.tolist())
-    _atomic_write(folder / "padded.csv", lambda p: pd.DataFrame({"track_id": sorted(padded)}).to_csv(p, index=False))
+    write_atomic(folder / "padded.csv", lambda p: pd.DataFrame({"track_id": sorted(padded)}).to_csv(p, index=False))
     for part in part_files:
         part.unlink()
     _write_failures(folder / "failures.csv", failures)
@@ -498,11 +498,11 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.f
             new.flush()
             del new
 
-        _atomic_write(mel_path.with_suffix(".npy"), write)
+        write_atomic(mel_path.with_suffix(".npy"), write)
         del old_mm
         _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
         lines = "".join(f"{r},{track_ids[r]},{int(p)}\n" for r, (_, p) in sorted(keep.items()))
-        _atomic_write(prog_path, lambda p: p.write_text(lines))
+        write_atomic(prog_path, lambda p: p.write_text(lines))
         return {r: p for r, (_, p) in keep.items()}
 
     # fresh store
@@ -521,7 +521,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.f
         finally:
             os.close(fd)
 
-    _atomic_write(mel_path, write)
+    write_atomic(mel_path, write)
     _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
     return {}
 
@@ -650,7 +650,7 @@ def _extract_array(
         }
     )
     _write_failures(folder / "failures.csv", failures)
-    _atomic_write(folder / "index.csv", lambda p: index.to_csv(p, index=False))  # completion marker
+    write_atomic(folder / "index.csv", lambda p: index.to_csv(p, index=False))  # completion marker
     report = ExtractionReport(
         kind=kind.name,
         n_tracks=len(track_ids),

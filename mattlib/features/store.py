@@ -5,40 +5,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mattlib.atomic import write_atomic
 from mattlib.features.mel import MelSettings
 from mattlib.features.stats import fma518_columns
 
 __all__ = ["MelStore", "mel_dir", "load_mel", "load_fma518"]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp)`` then rename tmp onto ``path`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+    write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def _write_failures(path: Path, failures: list[tuple[int, str, str]]) -> pd.DataFrame:
     df = pd.DataFrame(failures, columns=["track_id", "path", "error"]).sort_values("track_id")
-    _atomic_write(path, lambda p: df.to_csv(p, index=False))
+    write_atomic(path, lambda p: df.to_csv(p, index=False))
     return df
 
 
@@ -59,8 +46,8 @@ def _write_features(folder: Path, df: pd.DataFrame) -> None:
     df = df.sort_index().astype(np.float32)
     df.index.name = "track_id"
     df.columns = fma518_columns()
-    _atomic_write(folder / "features.csv", lambda p: df.to_csv(p, float_format="%.10e"))
-    _atomic_write(folder / "features.parquet", lambda p: df.to_parquet(p))
+    write_atomic(folder / "features.csv", lambda p: df.to_csv(p, float_format="%.10e"))
+    write_atomic(folder / "features.parquet", lambda p: df.to_parquet(p))
 
 
 def _read_features_csv(path: Path) -> pd.DataFrame:

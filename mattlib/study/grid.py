@@ -53,6 +53,7 @@ from typing import Any
 import yaml
 
 from mattlib import devices, paths
+from mattlib.atomic import write_atomic
 from mattlib.evaluation.results import METRICS_FILE
 from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
@@ -684,8 +685,7 @@ def _carry_last_views(notebook: Path, log: Path) -> None:
     try:
         nb = nbformat.read(notebook, as_version=4)
         if last_view.carry_last_views(nb):
-            nbformat.write(nb, notebook.with_suffix(".tmp"))
-            os.replace(notebook.with_suffix(".tmp"), notebook)
+            write_atomic(notebook, lambda tmp: nbformat.write(nb, tmp))
     except Exception as err:
         with log.open("a") as handle:
             handle.write(f"WARNING | {notebook.name}: widget last views not added: {err!r}\n")

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mattlib import devices
+from mattlib.atomic import write_atomic
 
 __all__ = [
     "BagBatch",
@@ -576,17 +577,15 @@ def fit(
                 best, best_epoch = key, epoch
                 best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
                 if ckpt_path is not None:
-                    torch.save(
-                        {
-                            "state_dict": best_state,
-                            "epoch": epoch,
-                            "val_accuracy": float(val_acc),
-                            "val_loss": float(val_loss),
-                            "classes": list(train_data.classes),
-                            "history": copy.deepcopy(history),
-                        },
-                        ckpt_path,
-                    )
+                    best_checkpoint = {
+                        "state_dict": best_state,
+                        "epoch": epoch,
+                        "val_accuracy": float(val_acc),
+                        "val_loss": float(val_loss),
+                        "classes": list(train_data.classes),
+                        "history": copy.deepcopy(history),
+                    }
+                    write_atomic(ckpt_path, lambda tmp, state=best_checkpoint: torch.save(state, tmp))
                 since_best = 0 if improved_acc else since_best + 1
             else:
                 since_best += 1
@@ -677,24 +676,20 @@ def _save_last(
     late: dict,
 ) -> None:
     """Write ``last.pt`` atomically (a kill mid-write never leaves a broken resume point)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two writers never share it
-    torch.save(
-        {
-            "run_key": run_key,
-            "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": history,
-            "best": list(best) if best is not None else None,
-            "best_epoch": best_epoch,
-            "best_state": best_state,
-            "since_best": since_best,
-            "late": late,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    state = {
+        "run_key": run_key,
+        "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+        "best": list(best) if best is not None else None,
+        "best_epoch": best_epoch,
+        "best_state": best_state,
+        "since_best": since_best,
+        "late": late,
+    }
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _resume(path: Path, run_key: dict, model: nn.Module, opt, gen: torch.Generator):
