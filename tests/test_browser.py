@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 from mattlib.study import grid
 from mattlib.views import report
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow: a real JupyterLab and Chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "outputs" / "browser"

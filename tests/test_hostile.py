@@ -62,6 +62,7 @@ def leaky_copy(root, tmp_path):
     return copy, int(tracks.loc[moved, ("album", "id")])
 
 
+@pytest.mark.slow
 def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tiny_study, tmp_path):
     from mattlib.study import experiment, grid
 
@@ -191,6 +192,7 @@ def test_the_console_names_the_failures_file_and_the_first_reasons(tmp_path):
     assert "empty file (0 bytes)" in second and "3: " in second and "file not found" in second
 
 
+@pytest.mark.slow
 def test_a_demo_tracks_csv_cut_at_a_line_boundary_is_refused(tiny_study, tmp_path):
     import shutil
 
@@ -211,6 +213,7 @@ def test_a_demo_tracks_csv_cut_at_a_line_boundary_is_refused(tiny_study, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_features_missing_for_many_labelled_tracks_stop_the_cell(tiny_study, tmp_path):
     from mattlib import features
     from mattlib.data import datasets
@@ -272,6 +275,7 @@ def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsy
     ]
 
 
+@pytest.mark.slow
 def test_a_tracks_table_without_labelled_tracks_stops_before_any_cell(tiny_study, tmp_path):
     import shutil
 

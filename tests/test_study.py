@@ -205,6 +205,7 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
     assert quiet == ["02_features"]  # the tiny study's 2 s clips are shorter than one musicnn patch
 
 
+@pytest.mark.slow
 def test_experiment_api_on_features(tiny_study):
     data = experiment.load_study_data(
         data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
@@ -228,6 +229,7 @@ def test_experiment_api_on_features(tiny_study):
         )
 
 
+@pytest.mark.slow
 def test_the_explorer_reads_the_nearest_cached_log_mel_and_says_so(tiny_study, tmp_path):
     data = experiment.load_study_data(
         data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
