@@ -422,7 +422,8 @@ def _publish(cell: Cell, attempt: Path) -> None:
 
 def check_inputs(cells: list[Cell]) -> None:
     """Check, once, what the cells will read and write: each ``data_root`` holds readable, complete
-    FMA metadata; each ``cache_dir`` and output folder can be written.
+    metadata (FMA's, or a collection's, whose counts are printed) with labelled tracks and a split
+    that does not leak (unless a cell allows it); each ``cache_dir`` and output folder can be written.
 
     Raises
     ------
