@@ -101,7 +101,7 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
 
 @pytest.mark.slow
 def test_a_collection_runs_end_to_end_from_the_command_line(tmp_path):
-    """README "Adding things": a collection.csv of real clips -> matt features -> matt run -> matt report."""
+    """docs/extending.md: a collection.csv of real clips -> matt features -> matt run -> matt report."""
     import shutil
     from pathlib import Path
 
