@@ -21,6 +21,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from mattlib.errors import MattError
+
 __all__ = ["EXECUTORS", "RESOURCE_KEYS", "ExecutorError", "RayExecutor", "open_executor", "validate_resources"]
 
 #: Executor names (``--executor``).
@@ -32,7 +34,7 @@ RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 _NO_RAY = "--executor ray needs Ray, an optional extra: pip install 'mattlib[ray]' (or pip install 'ray[default]')"
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(MattError, RuntimeError):
     """The executor cannot be used (Ray missing, cluster unreachable); one line naming the fix."""
 
 

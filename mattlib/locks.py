@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mattlib.errors import MattError
+
 __all__ = ["FolderLocked", "die_with_parent", "folder_lock"]
 
 _PR_SET_PDEATHSIG = 1
@@ -42,7 +44,7 @@ def die_with_parent(parent: int | None = None, sig: int = 15) -> None:
             os.kill(os.getpid(), sig)
 
 
-class FolderLocked(RuntimeError):
+class FolderLocked(MattError, RuntimeError):
     """Another live process holds the folder's lock; the message names it."""
 
 

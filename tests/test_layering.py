@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mattlib"
 STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "pipeline", "cli"]
-UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices", "atomic"}
+UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices", "atomic", "errors"}
 
 
 def imported_parts(path: Path) -> set[str]:
@@ -37,3 +37,27 @@ def test_every_stage_imports_only_the_stages_before_it():
 def test_the_stage_list_names_every_folder():
     parts = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
     assert parts - {"__init__"} == set(STAGES) | UTILITIES
+
+
+def test_every_error_mattlib_raises_on_purpose_derives_from_one_base():
+    import importlib
+    import inspect
+
+    from mattlib.errors import MattError
+
+    modules = [
+        ".".join(("mattlib", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in sorted(PACKAGE.rglob("*.py"))
+    ]
+    own = {
+        (name, obj)
+        for m in modules
+        for name, obj in vars(importlib.import_module(m)).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, Exception)
+        and obj.__module__.startswith("mattlib")
+        and not name.startswith("_")  # private control flow (a cell that was never started)
+    }
+    assert len(own) >= 12 and all(issubclass(obj, MattError) for _, obj in own), sorted(
+        name for name, obj in own if not issubclass(obj, MattError)
+    )

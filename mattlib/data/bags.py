@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from mattlib.errors import MattError
+
 __all__ = [
     "NO_ALBUM_POLICIES",
     "MEMBERSHIP_COLUMNS",
@@ -56,7 +58,7 @@ MEMBERSHIP_COLUMNS = [
 _PURE_SPLITS = ("training",)  # label-pure bags; validation and test bags are built alike
 
 
-class LeakageError(ValueError):
+class LeakageError(MattError, ValueError):
     """A bag or an artist appears in more than one split."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mattlib.errors import MattError
 from mattlib.atomic import write_atomic
 
 __all__ = [
@@ -104,7 +105,7 @@ _REQUIRED_TRACK_COLUMNS = [
 ]
 
 
-class FMADataError(RuntimeError):
+class FMADataError(MattError, RuntimeError):
     """A file of an FMA root is missing or malformed; the message names the file and the fix."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mattlib.errors import MattError
+
 __all__ = ["AudioError", "load_audio", "audio_info"]
 
 # A truncated MP3 still decodes, up to where its bytes stop; we detect it by comparing the decoded
@@ -23,7 +25,7 @@ __all__ = ["AudioError", "load_audio", "audio_info"]
 _TRUNCATION_TOLERANCE = 4 * 1152
 
 
-class AudioError(RuntimeError):
+class AudioError(MattError, RuntimeError):
     """An audio file could not be decoded.
 
     Parameters

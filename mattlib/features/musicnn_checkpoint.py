@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mattlib.errors import MattError
+
 __all__ = ["CheckpointError", "read_checkpoint", "checkpoint_entries"]
 
 _MAGIC = 0xDB4775248B80FB57
@@ -33,7 +35,7 @@ _TRAILER = 5  # 1 byte compression type + 4 bytes masked CRC32C after every bloc
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "<u1", 5: "<i2", 6: "<i1", 9: "<i8", 10: "?", 19: "<f2"}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MattError, RuntimeError):
     """A checkpoint file is missing, cut or damaged (the message names the file)."""
 
 

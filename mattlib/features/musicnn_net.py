@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mattlib.errors import MattError
 from mattlib.features.musicnn_checkpoint import CheckpointError, read_checkpoint
 
 __all__ = ["MODELS", "MusicnnNotInstalled", "Musicnn", "checkpoint_prefix", "load_musicnn"]
@@ -54,7 +55,7 @@ _EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
 _TEMPORAL = (128, 64, 32)  # frames of the three temporal filters
 
 
-class MusicnnNotInstalled(RuntimeError):
+class MusicnnNotInstalled(MattError, RuntimeError):
     """The ``musicnn`` package (which ships the weights) is not installed."""
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mattlib.atomic import write_atomic
+from mattlib.errors import MattError
 from mattlib.features.mel import MelSettings
 from mattlib.features.stats import fma518_columns
 
@@ -108,7 +109,7 @@ def _write_manifest(folder: Path, files: list[str], *, mel: np.ndarray | None = 
     _write_json(folder / MANIFEST, manifest)
 
 
-class DamagedCacheError(RuntimeError):
+class DamagedCacheError(MattError, RuntimeError):
     """A feature cache is incomplete or does not match its manifest; the message names the file
     and the fix."""
 

@@ -54,6 +54,7 @@ import yaml
 
 from mattlib import devices, paths
 from mattlib.atomic import write_atomic
+from mattlib.errors import MattError
 from mattlib.evaluation.results import METRICS_FILE
 from mattlib.executors import RayExecutor, validate_resources
 from mattlib.locks import die_with_parent, folder_lock
@@ -84,7 +85,7 @@ _RUNNER_KEYS = {"output_dir", "run_dir"}
 _IDENTITY_KEYS = ("feature_set", "model", "pooling", "seed")
 
 
-class GridError(ValueError):
+class GridError(MattError, ValueError):
     """A params file is invalid; the message is one line naming the valid choices."""
 
 

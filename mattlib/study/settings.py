@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mattlib import paths
+from mattlib.errors import MattError
 from mattlib.study import choices
 
 __all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
 
 
-class SettingsError(ValueError):
+class SettingsError(MattError, ValueError):
     """A setting has a wrong type or value; the message is one line naming what is allowed."""
 
 

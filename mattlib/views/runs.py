@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mattlib.errors import MattError
 from mattlib.evaluation.results import METRICS_FILE, TEST_SCORES_FILE
 
 __all__ = ["ModelScores", "ReportError", "configuration", "load_scores", "metrics_files", "run_context"]
@@ -24,7 +25,7 @@ __all__ = ["ModelScores", "ReportError", "configuration", "load_scores", "metric
 _SCORE_META = ("track_id", "bag_id", "genre", "bag_genre", "album", "label", "evaluation", "seed")
 
 
-class ReportError(ValueError):
+class ReportError(MattError, ValueError):
     """A run's results cannot be reported as they are; the message says which cells and why."""
 
 
