@@ -43,16 +43,37 @@ def test_run_refuses_a_run_name_that_leaves_output_root(tmp_path):
     assert not (tmp_path.parent.parent / "escaped").exists()
 
 
-def leaky_copy(root, tmp_path):
-    """A copy of a demo root's metadata where one training track of a two-track album is moved to test."""
+def demo_copy(root, copy):
+    """A copy of a demo root's metadata and marker (its audio linked, not copied); returns the
+    copy's tracks.csv, for a test to damage."""
     import shutil
 
+    shutil.copytree(root / "fma_metadata", copy / "fma_metadata")
+    shutil.copy(root / "demo_complete.json", copy)
+    (copy / "fma_medium").symlink_to(root / "fma_medium")
+    return copy / "fma_metadata" / "tracks.csv"
+
+
+def one_cell_params(path, *, root, cache, **defaults):
+    """A params file running 03_baselines (LR on mfcc) on ``root``, into ``<path's folder>/out``."""
+    import yaml
+
+    spec = {
+        "run": path.stem,
+        "output_root": str(path.parent / "out"),
+        "defaults": {"data_root": str(root), "cache_dir": str(cache), **defaults},
+        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def leaky_copy(root, tmp_path):
+    """A copy of a demo root's metadata where one training track of a two-track album is moved to test."""
     import pandas as pd
 
     copy = tmp_path / "leaky"
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("fma_medium"))
-    (copy / "fma_medium").symlink_to(root / "fma_medium")
-    path = copy / "fma_metadata" / "tracks.csv"
+    path = demo_copy(root, copy)
     tracks = pd.read_csv(path, index_col=0, header=[0, 1])
     train = tracks[tracks[("set", "split")] == "training"]
     album = train.groupby(("album", "id")).filter(lambda g: len(g) >= 2)
@@ -67,16 +88,7 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
     from mattlib.study import experiment, grid
 
     root, album = leaky_copy(tiny_study["data_root"], tmp_path)
-    import yaml
-
-    spec = {
-        "run": "leaky",
-        "output_root": str(tmp_path / "out"),
-        "defaults": {"data_root": str(root), "cache_dir": str(tiny_study["cache_dir"])},
-        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
-    }
-    params = tmp_path / "leaky.yaml"
-    params.write_text(yaml.safe_dump(spec))
+    params = one_cell_params(tmp_path / "leaky.yaml", root=root, cache=tiny_study["cache_dir"])
     out = matt("run", str(params))
     assert out.returncode == 2, out.stdout + out.stderr
     line = out.stderr.strip().splitlines()[-1]
@@ -89,8 +101,7 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
     with pytest.raises(LeakageError, match="the split leaks"):  # a notebook run on its own refuses too
         experiment.load_study_data(data_root=root, cache_dir=tiny_study["cache_dir"], feature_set="mfcc")
 
-    spec["defaults"]["allow_leakage"] = True
-    params.write_text(yaml.safe_dump(spec))
+    one_cell_params(params, root=root, cache=tiny_study["cache_dir"], allow_leakage=True)
     summary = grid.run_grid(params, jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     from mattlib.views import report
@@ -194,14 +205,10 @@ def test_the_console_names_the_failures_file_and_the_first_reasons(tmp_path):
 
 @pytest.mark.slow
 def test_a_demo_tracks_csv_cut_at_a_line_boundary_is_refused(tiny_study, tmp_path):
-    import shutil
-
     from mattlib.data import fma
 
     root = tmp_path / "cut"
-    shutil.copytree(tiny_study["data_root"] / "fma_metadata", root / "fma_metadata")
-    shutil.copy(tiny_study["data_root"] / "demo_complete.json", root)
-    path = root / "fma_metadata" / "tracks.csv"
+    path = demo_copy(tiny_study["data_root"], root)
     lines = path.read_text().splitlines(keepends=True)
     kept = 3 + int(0.6 * (len(lines) - 3))  # three header rows, then 60 % of the tracks
     path.write_text("".join(lines[:kept]))
@@ -277,26 +284,14 @@ def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsy
 
 @pytest.mark.slow
 def test_a_tracks_table_without_labelled_tracks_stops_before_any_cell(tiny_study, tmp_path):
-    import shutil
-
     import pandas as pd
-    import yaml
 
     root = tmp_path / "unlabelled"
-    shutil.copytree(tiny_study["data_root"] / "fma_metadata", root / "fma_metadata")
-    shutil.copy(tiny_study["data_root"] / "demo_complete.json", root)
-    path = root / "fma_metadata" / "tracks.csv"
+    path = demo_copy(tiny_study["data_root"], root)
     tracks = pd.read_csv(path, index_col=0, header=[0, 1])
     tracks[("track", "genre_top")] = ""  # every genre_top empty
     tracks.to_csv(path)
-    params = tmp_path / "p.yaml"
-    spec = {
-        "run": "unlabelled",
-        "output_root": str(tmp_path / "out"),
-        "defaults": {"data_root": str(root), "cache_dir": str(tiny_study["cache_dir"])},
-        "notebooks": [{"notebook": "03_baselines", "params": {"feature_set": "mfcc", "model": "lr"}}],
-    }
-    params.write_text(yaml.safe_dump(spec))
+    params = one_cell_params(tmp_path / "unlabelled.yaml", root=root, cache=tiny_study["cache_dir"])
     out = matt("run", str(params))
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"matt run: error: data_root {root}: no labelled tracks in subset 'medium' (a track needs a top genre "

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mattlib.evaluation.results import METRICS_FILE
 from mattlib.locks import FolderLocked, folder_lock
 from mattlib.views import report_attention, report_html, runs, verdict
 
@@ -434,30 +433,6 @@ def _bags_per_genre(run_dir: Path, cells) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def _leakage(run_dir: Path, cells: list[Path] | None) -> list[str]:
-    """The distinct leakage lines the run's cells recorded (``metrics.json`` ``leakage``)."""
-    found = (json.loads(p.read_text()).get("leakage") for p in runs.metrics_files(run_dir, cells))
-    return sorted({line for line in found if line})
-
-
-def _check_run_folder(run_dir: Path, cells: list[Path] | None) -> None:
-    """One line unless ``run_dir`` is a run folder holding at least one finished cell."""
-    if run_dir.is_file():
-        raise runs.ReportError(f"{run_dir} is a file; give a run folder (outputs/<run>, made by matt run)")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
-    if runs.metrics_files(run_dir, cells):
-        return
-    inner = sorted({p.parent.parent.parent.name for p in run_dir.glob(f"*/*/*/{METRICS_FILE}")})
-    if inner:
-        raise runs.ReportError(
-            f"{run_dir} holds runs, not cells: give one of them ({', '.join(str(run_dir / r) for r in inner)})"
-        )
-    started = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*") if p.is_dir())
-    found = f"notebook folders {', '.join(started)} but no finished cell" if started else "no finished cell"
-    raise runs.ReportError(f"{run_dir}: {found} (no */*/{METRICS_FILE}); run: matt run params/<file>.yaml first")
-
-
 def build_report(
     run_dir: str | Path, *, jobs: int = 1, cells: Iterable[str | Path] | None = None, n_boot: int = 1000
 ) -> Path:
@@ -473,7 +448,7 @@ def build_report(
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     run_dir = Path(run_dir)
     cells = None if cells is None else [Path(c) for c in cells]
-    _check_run_folder(run_dir, cells)
+    runs.check_run_folder(run_dir, cells)
     try:
         with folder_lock(run_dir, what="run folder"):  # no matt run starts on it meanwhile
             return _write_report(run_dir, jobs=jobs, cells=cells, n_boot=n_boot)
@@ -523,7 +498,7 @@ def _write_report(run_dir: Path, *, jobs: int, cells: list[Path] | None, n_boot:
         *(
             f"<p class='verdict'><b>This run allowed a leaking split</b> (allow_leakage): {html.escape(line)}. "
             "Test albums or artists were also seen in training, so every number below is optimistic.</p>"
-            for line in _leakage(run_dir, cells)
+            for line in runs.leakage_lines(run_dir, cells)
         ),
         "<h2>Do bags, and attention over them, help the rare genres?</h2>",
         f"<p class='verdict'>{html.escape(verdict.verdict_text(paired, known=answers, known_answer=known))}</p>",

@@ -20,7 +20,16 @@ import pandas as pd
 from mattlib.errors import MattError
 from mattlib.evaluation.results import METRICS_FILE, TEST_SCORES_FILE
 
-__all__ = ["ModelScores", "ReportError", "configuration", "load_scores", "metrics_files", "run_context"]
+__all__ = [
+    "ModelScores",
+    "ReportError",
+    "check_run_folder",
+    "configuration",
+    "leakage_lines",
+    "load_scores",
+    "metrics_files",
+    "run_context",
+]
 
 _SCORE_META = ("track_id", "bag_id", "genre", "bag_genre", "album", "label", "evaluation", "seed")
 
@@ -35,6 +44,30 @@ def metrics_files(run_dir: str | Path, cells: Iterable[str | Path] | None = None
     if cells is None:
         return sorted(Path(run_dir).glob(f"*/*/{METRICS_FILE}"))
     return sorted(Path(c) / METRICS_FILE for c in cells if (Path(c) / METRICS_FILE).exists())
+
+
+def leakage_lines(run_dir: Path, cells: list[Path] | None) -> list[str]:
+    """The distinct leakage lines the run's cells recorded (``metrics.json`` ``leakage``)."""
+    found = (json.loads(p.read_text()).get("leakage") for p in metrics_files(run_dir, cells))
+    return sorted({line for line in found if line})
+
+
+def check_run_folder(run_dir: Path, cells: list[Path] | None) -> None:
+    """One line unless ``run_dir`` is a run folder holding at least one finished cell."""
+    if run_dir.is_file():
+        raise ReportError(f"{run_dir} is a file; give a run folder (outputs/<run>, made by matt run)")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if metrics_files(run_dir, cells):
+        return
+    inner = sorted({p.parent.parent.parent.name for p in run_dir.glob(f"*/*/*/{METRICS_FILE}")})
+    if inner:
+        raise ReportError(
+            f"{run_dir} holds runs, not cells: give one of them ({', '.join(str(run_dir / r) for r in inner)})"
+        )
+    started = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*") if p.is_dir())
+    found = f"notebook folders {', '.join(started)} but no finished cell" if started else "no finished cell"
+    raise ReportError(f"{run_dir}: {found} (no */*/{METRICS_FILE}); run: matt run params/<file>.yaml first")
 
 
 def configuration(data: dict, entry: dict) -> dict:
