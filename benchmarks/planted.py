@@ -40,9 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mattlib.data import demo, planted  # noqa: E402
 from mattlib.study import experiment  # noqa: E402
+from mattlib.study.settings import Settings  # noqa: E402
 from mattlib.views import attention, report, runs, verdict  # noqa: E402
 
-#: (cell name, run_bag_model keyword arguments) of every model a replication trains per seed.
+#: (cell name, settings) of every model a replication trains per seed.
 MODELS = (
     ("track", {"pooling": "none"}),
     ("track-1bag", {"pooling": "none", "track_weighting": "bag"}),
@@ -67,12 +68,12 @@ def train_replication(root: Path, run: Path, *, seeds: int, epochs: int) -> None
     """Train every model of :data:`MODELS` with each seed and save it under ``run``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = experiment.load_study_data(data_root=root, cache_dir=run / "cache", feature_set="all")
+        base = Settings(data_root=root, cache_dir=run / "cache", feature_set="all", model="mlp")
+        data = experiment.load(base)
     for seed in range(seeds):
-        for name, kwargs in MODELS:
-            result = experiment.run_bag_model(
-                data, model="mlp", seed=seed, epochs=epochs, patience=8, hidden=(256, 128), progress=False, **kwargs
-            )
+        for name, changes in MODELS:
+            settings = base.replace(seed=seed, epochs=epochs, patience=8, hidden=(256, 128), **changes)
+            result = experiment.run_bag_model(data, settings, progress=False)
             result.save(run / "cells" / f"{name}-{seed}")
 
 

@@ -46,25 +46,19 @@ TABLE1_CELLS = {"lr": 12, "knn": 12, "svm": 12, "mlp": 12, "mlp_mean": 36, "mlp_
 def one_cell(kind: str, epochs: int) -> dict:
     """Run one cell's work in this process (called in a child process); returns its figures."""
     from mattlib.study import experiment
+    from mattlib.study.settings import Settings
 
     start = time.perf_counter()
-    data = experiment.load_study_data(data_root=DATA, subset="medium", cache_dir=OUT / "cache", feature_set="all")
+    base = Settings(data_root=DATA, subset="medium", cache_dir=OUT / "cache", feature_set="all", seed=0)
+    data = experiment.load(base)
     loaded = time.perf_counter()
     if kind in ("lr", "knn", "svm", "mlp"):
-        result = experiment.run_baseline(data, model=kind, seed=0)
+        result = experiment.run_baseline(data, base.replace(model=kind))
     else:
-        pooling = kind.split("_")[1]
-        result = experiment.run_bag_model(
-            data,
-            model="mlp",
-            pooling=pooling,
-            epochs=epochs,
-            patience=None,
-            device="cpu",
-            seed=0,
-            progress=False,
-            hidden=(512, 256),
+        settings = base.replace(
+            model="mlp", pooling=kind.split("_")[1], epochs=epochs, patience=None, device="cpu", hidden=(512, 256)
         )
+        result = experiment.run_bag_model(data, settings, progress=False)
     done = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     metrics = result.results[0].metrics

@@ -43,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mattlib.models.encoders import make_encoder  # noqa: E402
 from mattlib.models.mil import BagModel, make_pooling  # noqa: E402
+from mattlib.models.spec import ModelSpec  # noqa: E402
 
 N_CLASSES = 16
+PAPER = {"widths": ModelSpec().widths}  # the study's CRNN widths
 
 
 def _rss_mib() -> float:
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     name="crnn_matt_paper",
                     encoder="crnn",
                     input_shape=(96, 1360),
-                    enc_kw={},
+                    enc_kw=PAPER,
                     bags=4,
                     instances=4,
                     steps=1 if q else 2,
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     name=f"{enc}_matt_paper",
                     encoder=enc,
                     input_shape=(96, 1360),
-                    enc_kw={},
+                    enc_kw=PAPER,
                     bags=16,
                     instances=4,
                     steps=10 if q else 30,

@@ -77,7 +77,7 @@ def _features(args: argparse.Namespace) -> int:
     settings = None
     if args.kind == "mel":  # the --mel-* flags are Settings' mel_* fields; Settings validates them
         given = {k: v for k, v in vars(args).items() if k.startswith("mel_") and v is not None}
-        settings = features.MelSettings(**Settings.from_parameters(given).mel)
+        settings = Settings.from_parameters(given).mel
     if args.audio_dir is None and args.root is None:
         raise SystemExit("matt features: give --root FMA_ROOT (with --subset) or --audio-dir DIR")
     common = dict(kind=args.kind, out=args.out, jobs=args.jobs, settings=settings, repair=args.repair)

@@ -48,14 +48,10 @@ def run_study(
         if kind == "fma518" and official is not None:
             print(f"features: fma518 -> {official} (the dataset's own; nothing to extract)")
             continue
-        mel = features.MelSettings(**settings.mel) if kind == "mel" else None
-        if kind == "musicnn":
-            from mattlib.features.musicnn import MusicnnSettings
-
-            mel = MusicnnSettings(**settings.musicnn)
+        kind_settings = {"mel": settings.mel, "musicnn": settings.musicnn}.get(kind)
         print(f"features: {kind} -> {cache}")
         extraction = features.extract(
-            dataset.audio_paths(subset=settings.subset), kind=kind, out=cache, jobs=jobs, settings=mel
+            dataset.audio_paths(subset=settings.subset), kind=kind, out=cache, jobs=jobs, settings=kind_settings
         )
         print(f"  {extraction}")
         lap(kind)

@@ -71,7 +71,12 @@ def test_unknown_encoder_lists_valid_names():
 
 @pytest.mark.parametrize(
     "name,shape,kw",
-    [("mlp", (3, 4), {}), ("crnn", (96,), {}), ("crnn_tf", (0, 10), {}), ("crnn", (96, 100), {"widths": (1, 2)})],
+    [
+        ("mlp", (3, 4), {"hidden": (8,)}),
+        ("crnn", (96,), {"widths": TINY}),
+        ("crnn_tf", (0, 10), {"widths": TINY}),
+        ("crnn", (96, 100), {"widths": (1, 2)}),
+    ],
 )
 def test_bad_configuration_raises(name, shape, kw):
     with pytest.raises(ValueError):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from mattlib.models.spec import ModelSpec
 from mattlib.study import choices, grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +120,10 @@ def test_choices_match_the_registries():
     for name in mil.POOLINGS:
         mil.make_pooling(name, in_dim=4, n_classes=3)
     for name in encoders.ENCODERS:
-        assert hasattr(encoders.make_encoder(name, input_shape=(8,) if name == "mlp" else (16, 16)), "out_dim")
+        options = ModelSpec(encoder=name).encoder_options()
+        assert hasattr(
+            encoders.make_encoder(name, input_shape=(8,) if name == "mlp" else (16, 16), **options), "out_dim"
+        )
     with pytest.raises(ValueError, match="valid"):
         encoders.make_encoder("resnet", input_shape=(8,))
 

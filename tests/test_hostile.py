@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from mattlib.study.settings import Settings
+
 
 def matt(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mattlib.cli", *args], capture_output=True, text=True, cwd=cwd)
@@ -99,7 +101,7 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
     from mattlib.data.bags import LeakageError
 
     with pytest.raises(LeakageError, match="the split leaks"):  # a notebook run on its own refuses too
-        experiment.load_study_data(data_root=root, cache_dir=tiny_study["cache_dir"], feature_set="mfcc")
+        experiment.load(Settings(data_root=root, cache_dir=tiny_study["cache_dir"], feature_set="mfcc"))
 
     one_cell_params(params, root=root, cache=tiny_study["cache_dir"], allow_leakage=True)
     summary = grid.run_grid(params, jobs=1, progress=False, timeout=300)
@@ -230,7 +232,7 @@ def test_features_missing_for_many_labelled_tracks_stop_the_cell(tiny_study, tmp
     half = dict(list(paths.items())[: len(paths) // 2])  # a cache extracted for half the tracks
     features.extract(half, kind="fma518", out=tmp_path / "cache", jobs=2, progress=False)
     with pytest.raises(ValueError, match=r"labelled tracks \(\d+%, more than 5%\) have no mfcc features in"):
-        experiment.load_study_data(data_root=tiny_study["data_root"], cache_dir=tmp_path / "cache", feature_set="mfcc")
+        experiment.load(Settings(data_root=tiny_study["data_root"], cache_dir=tmp_path / "cache", feature_set="mfcc"))
 
 
 def test_a_cell_that_trains_from_scratch_says_so_on_the_console(tmp_path):

@@ -14,7 +14,7 @@ from mattlib.models.mil import (
     masked_softmax,
     synthetic_mil_task,
 )
-from mattlib.training.train import BagDataset, fit, predict
+from mattlib.training import BagDataset, FitConfig, fit, predict
 
 D, C = 8, 5
 
@@ -228,7 +228,8 @@ def test_matt_learns_the_key_instance_on_a_synthetic_mil_task():
         make_pooling("matt", in_dim=32, n_classes=4),
     )
     q0 = model.pooling.queries.detach().clone()
-    result = fit(model, data["training"], data["validation"], epochs=15, batch_size=32, lr=3e-3, seed=0, progress=False)
+    config = FitConfig(epochs=15, batch_size=32, lr=3e-3, seed=0, weight_decay=0.0, patience=None)
+    result = fit(model, data["training"], data["validation"], config, progress=False)
     assert not torch.equal(q0, model.pooling.queries.detach()), "queries did not change in training"
 
     pred = predict(model, data["test"], device="cpu", all_attention=True)

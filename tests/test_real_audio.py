@@ -10,6 +10,7 @@ import pytest
 
 from mattlib import features
 from mattlib.study import experiment
+from mattlib.study.settings import Settings
 from mattlib.views import report
 
 #: The 8 clips whose tracks.csv rows lie beyond the truncated file get rows built from the clip
@@ -46,8 +47,9 @@ def test_the_study_path_on_twenty_real_clips(fma_root, tmp_path, torch_one_threa
     rep = features.extract_subset(root, subset="small", kind="fma518", out=cache, jobs=2, progress=False)
     assert (rep.done, rep.failed) == (20, 0)
 
-    data = experiment.load_study_data(
-        data_root=root, subset="small", cache_dir=cache, feature_set="all", features_source="cache", max_bag_size=3
+    data = experiment.load(
+        Settings(data_root=root, subset="small", cache_dir=cache, feature_set="all", max_bag_size=3),
+        features_source="cache",
     )
     m = data.membership
     assert len(m) == 20 and data.instance_shape == (518,)
@@ -59,9 +61,9 @@ def test_the_study_path_on_twenty_real_clips(fma_root, tmp_path, torch_one_threa
     test = m[m["split"] == "test"]
     assert sorted(test["track_id"]) == [182, 1083]  # Ariel Pink (Rock), Magic Lantern (Experimental)
 
-    fit = {"epochs": 3, "patience": 3, "batch_size": 4, "hidden": (16,), "seed": 0, "progress": False}
+    tiny = Settings(epochs=3, patience=3, batch_size=4, hidden=(16,), seed=0, model="mlp")
     for notebook, pooling in (("04_mil", "none"), ("04_mil", "mean"), ("05_matt", "matt")):
-        result = experiment.run_bag_model(data, model="mlp", pooling=pooling, **fit)
+        result = experiment.run_bag_model(data, tiny.replace(pooling=pooling), progress=False)
         result.save(run / notebook / f"all-mlp-{pooling}", notebook=notebook)
         assert result.main.metrics["n_tracks"] == 2
 

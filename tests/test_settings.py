@@ -53,13 +53,15 @@ def test_notebook_defaults_are_the_settings_defaults(notebook):
 
 def test_every_mel_setting_reaches_the_log_mel_settings():
     settings = Settings(mel_crop="centre", mel_seconds=5.0)
-    mel = MelSettings(**settings.mel)
-    assert (mel.crop, mel.seconds) == ("centre", 5.0)
-    assert set(settings.mel) == {f.name for f in __import__("dataclasses").fields(MelSettings)} & set(settings.mel)
+    mel = settings.mel
+    assert isinstance(mel, MelSettings) and (mel.crop, mel.seconds) == ("centre", 5.0)
+    fields = {n.removeprefix("mel_") for n in Settings.names() if n.startswith("mel_")}
+    assert fields <= {f.name for f in __import__("dataclasses").fields(MelSettings)}
+    assert {k: getattr(mel, k) for k in fields} == {k: getattr(settings, f"mel_{k}") for k in fields}
     for notebook in NOTEBOOKS:
         params = _parameters(notebook)
         if any(k.startswith("mel_") for k in params):
-            assert {f"mel_{k}" for k in settings.mel} <= set(params), notebook.name
+            assert {f"mel_{k}" for k in fields} <= set(params), notebook.name
 
 
 def test_every_registered_name_is_accepted_everywhere(tmp_path):
@@ -68,7 +70,7 @@ def test_every_registered_name_is_accepted_everywhere(tmp_path):
         experiment.model_label("mlp", pooling, torch_model=True)
     for model in choices.MODELS:
         Settings(model=model)
-        experiment.model_label(model)
+        experiment.model_label(model, "none")
     for feature_set in choices.FEATURE_SETS:
         Settings(feature_set=feature_set)
     for kind in datasets.DATASETS:
@@ -204,3 +206,42 @@ def test_the_study_runs_on_a_generic_collection(tmp_path, torch_one_thread):
     frame = report.collect(run_dir)
     assert {"LR", "LR+late", "MLP+MATT"} <= set(frame["label"])
     assert frame.loc[frame["label"] == "LR", "accuracy"].iloc[0] > 0.5  # the genre signal is learnt
+
+
+def _same(a, b) -> bool:
+    return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+
+#: Parameters that share a setting's name but not its concept (the setting is ``musicnn_model``).
+_OTHER_CONCEPTS = {("mattlib.features.musicnn", "model"), ("mattlib.features.musicnn_net", "model")}
+
+
+def test_no_function_declares_a_default_that_disagrees_with_settings():
+    """A parameter named like a setting has no default, None ("not given"), or the one Settings
+    declares: a script calling a lower layer trains what the notebook trains (a different concept
+    takes another name)."""
+    import importlib
+    import inspect
+
+    package = Path(__file__).parents[1] / "mattlib"
+    defaults = Settings().to_dict()
+    disagree = []
+    for path in sorted(package.rglob("*.py")):
+        name = ".".join(("mattlib", *path.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+        module = importlib.import_module(name)
+        own = [o for o in vars(module).values() if getattr(o, "__module__", None) == name and callable(o)]
+        functions = [
+            f for o in own for f in ([o] if not inspect.isclass(o) else vars(o).values()) if inspect.isfunction(f)
+        ]
+        for fn in functions:
+            for p in inspect.signature(fn).parameters.values():
+                if (
+                    p.name not in defaults
+                    or p.default is p.empty
+                    or p.default is None
+                    or (name, p.name) in _OTHER_CONCEPTS
+                ):
+                    continue
+                if not _same(p.default, defaults[p.name]):
+                    disagree.append(f"{name}.{fn.__qualname__}({p.name}={p.default!r}), Settings: {defaults[p.name]!r}")
+    assert disagree == []

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from mattlib.features import MelSettings
 from mattlib.study import experiment, grid
+from mattlib.study.settings import Settings
 from mattlib.views import report
 
 PLOTLY = "application/vnd.plotly.v1+json"  # drawn by JupyterLab's plotly extension and the report
@@ -207,41 +209,42 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
 
 @pytest.mark.slow
 def test_experiment_api_on_features(tiny_study):
-    data = experiment.load_study_data(
-        data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
-    )
+    settings = Settings(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc")
+    data = experiment.load(settings)
     assert data.instance_shape == (140,)
     assert len(data.classes) == 16 and data.classes[0] == "International"  # FMA's genre-id order
     # the demo's empty and truncated clips failed extraction and are left out of the bags
     assert data.missing_features >= 1
-    result = experiment.run_baseline(data, model="lr", seed=0)
+    result = experiment.run_baseline(data, settings.replace(model="lr", pooling="none"))
     assert [r.label for r in result.results] == ["LR", "LR+late"]
     test_tracks = (data.membership["split"] == "test").sum()
     assert result.main.metrics["n_tracks"] == test_tracks
     assert result.results[1].metrics["n_bags"] < test_tracks  # late fusion scores album bags
-    with pytest.raises(ValueError, match="unknown baseline 'xgb'; valid: lr, knn, svm, mlp"):
-        experiment.run_baseline(data, model="xgb")
+    with pytest.raises(ValueError, match="unknown model 'xgb'; valid: lr, knn, svm, mlp"):
+        settings.replace(model="xgb")  # validated once, at the boundary
+    with pytest.raises(ValueError, match="unknown baseline 'crnn'; valid: lr, knn, svm, mlp"):
+        experiment.run_baseline(data, settings.replace(model="crnn"))
     with pytest.raises(ValueError, match="does not read feature set 'mfcc'"):
-        experiment.run_bag_model(data, model="crnn", pooling="matt")
-    with pytest.raises(ValueError, match="unknown feature set 'mfccs'; valid: chroma"):
-        experiment.load_study_data(
-            data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfccs"
-        )
+        experiment.run_bag_model(data, settings.replace(model="crnn", pooling="matt"))
+    with pytest.raises(ValueError, match="unknown feature_set 'mfccs'; valid: chroma"):
+        settings.replace(feature_set="mfccs")
 
 
 @pytest.mark.slow
 def test_the_explorer_reads_the_nearest_cached_log_mel_and_says_so(tiny_study, tmp_path):
-    data = experiment.load_study_data(
-        data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc"
+    data = experiment.load(
+        Settings(data_root=tiny_study["data_root"], cache_dir=tiny_study["cache_dir"], feature_set="mfcc")
     )
-    exact = experiment.mel_lookup(data, cache_dir=tiny_study["cache_dir"], mel=tiny_study["mel"])
+    exact = experiment.mel_lookup(data, cache_dir=tiny_study["cache_dir"], mel=MelSettings(**tiny_study["mel"]))
     first = int(data.membership["track_id"].iloc[0])
     assert exact and exact.note == "" and exact(first).shape[0] == 96
-    paper = experiment.mel_lookup(data, cache_dir=tiny_study["cache_dir"], mel={})  # the 29 s default: not cached
+    paper = experiment.mel_lookup(
+        data, cache_dir=tiny_study["cache_dir"], mel=MelSettings()
+    )  # the 29 s default: not cached
     assert "no log-mel cached for these settings (29 s at 12000 Hz, 96 bands)" in paper.note
     assert "nearest cached one: mel-" in paper.note and "(2 s at 12000 Hz" in paper.note
     np.testing.assert_array_equal(paper(first), exact(first))
-    none = experiment.mel_lookup(data, cache_dir=tmp_path, mel={})
+    none = experiment.mel_lookup(data, cache_dir=tmp_path, mel=MelSettings())
     assert not none and none.note.startswith(f"no log-mel cached under {tmp_path}; run: matt features --kind mel")
 
 

@@ -5,14 +5,29 @@ import pandas as pd
 import pytest
 import torch
 
+from mattlib import training
 from mattlib.models.encoders import make_encoder
 from mattlib.models.mil import BagModel, make_pooling, synthetic_mil_task
-from mattlib.training.train import BagDataset, collate_bags, fit, load_checkpoint, predict, resolve_device
+from mattlib.training import BagDataset, FitConfig, collate_bags, load_checkpoint, resolve_device
+from mattlib.training import trainer as trainer_module
 
 CLASSES = ["g0", "g1"]
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+_OPTIONS = ("progress", "checkpoint_dir", "encode_chunk", "late_val_data", "bag_weights", "class_counts")
+
+
+def fit(model, train, val, **kw):
+    """:func:`mattlib.training.fit` with a FitConfig of ``kw``: no weight decay and no early
+    stopping unless given (these tests' baseline), the other keywords as Trainer options."""
+    options = {k: kw.pop(k) for k in _OPTIONS if k in kw}
+    return training.fit(model, train, val, FitConfig(**{"weight_decay": 0.0, "patience": None, **kw}), **options)
+
+
+def predict(model, data, **kw):
+    return training.predict(model, data, **{"device": "auto", **kw})
 
 
 def _model(pooling="none", dim=8, seed=0):
@@ -188,7 +203,7 @@ def test_long_tail_options_change_the_loss():
 def test_predict_attention_shapes():
     m, f, _ = synthetic_mil_task(n_bags=10, n_classes=2, dim=8, seed=3)
     data = BagDataset(m, f, CLASSES)
-    pred = predict(_model("matt"), data, batch_size=4, all_attention=True)
+    pred = predict(_model("matt"), data, inference_batch=4, all_attention=True)
     sizes = m.groupby("bag_id", sort=False).size().to_numpy()
     assert pred.scores.shape == (10, 2)
     assert ((pred.scores > 0) & (pred.scores < 1)).all()  # each genre's probability under its query
@@ -216,20 +231,18 @@ def test_mel_bag_model_trains_end_to_end(encoder):
     model = BagModel(enc, make_pooling("matt", in_dim=enc.out_dim, n_classes=2))
     res = fit(model, data, data, epochs=1, batch_size=4, lr=1e-3, seed=0, progress=False)
     assert np.isfinite(res.history[0]["train_loss"])
-    pred = predict(model, data, batch_size=8)
+    pred = predict(model, data, inference_batch=8)
     assert pred.scores.shape == (12, 2) and np.isfinite(pred.scores).all()
     assert pred.to_frame().shape == (12, 2)
 
 
 def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
-    import mattlib.training.train as train_module
-
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
     settings = dict(epochs=4, batch_size=8, lr=1e-2, seed=7, progress=False)
     whole = fit(_model("gated", seed=0), train, val, **settings)
 
-    real_eval, calls = train_module._evaluate_loss_acc, {"n": 0}
+    real_eval, calls = trainer_module.validation_scores, {"n": 0}
 
     def dies_in_epoch_3(*args, **kwargs):
         calls["n"] += 1
@@ -237,11 +250,11 @@ def test_killed_training_resumes_where_it_stopped(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the process is killed during epoch 3
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_evaluate_loss_acc", dies_in_epoch_3)
+    monkeypatch.setattr(trainer_module, "validation_scores", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         fit(_model("gated", seed=0), train, val, checkpoint_dir=tmp_path, **settings)
     assert (tmp_path / "last.pt").exists()
-    monkeypatch.setattr(train_module, "_evaluate_loss_acc", real_eval)
+    monkeypatch.setattr(trainer_module, "validation_scores", real_eval)
 
     # a fresh process: a new model object, the same call
     resumed = fit(_model("gated", seed=99), train, val, checkpoint_dir=tmp_path, **settings)
@@ -290,12 +303,10 @@ def test_chunked_encoding_predicts_whole_bags_as_in_one_piece():
 
 
 def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, monkeypatch, capsys):
-    import mattlib.training.train as train_module
-
     train = BagDataset(*synthetic_mil_task(n_bags=40, n_classes=2, dim=8, seed=0)[:2], CLASSES)
     val = BagDataset(*synthetic_mil_task(n_bags=20, n_classes=2, dim=8, seed=1, first_track_id=5000)[:2], CLASSES)
     settings = dict(batch_size=8, lr=1e-2, seed=7, progress=False)
-    real_eval = train_module._evaluate_loss_acc
+    real_eval = trainer_module.validation_scores
 
     def killed_after_epoch_2():
         calls = {"n": 0}
@@ -306,10 +317,10 @@ def test_a_resume_point_of_other_settings_or_architecture_is_not_used(tmp_path, 
                 raise KeyboardInterrupt
             return real_eval(*args, **kwargs)
 
-        monkeypatch.setattr(train_module, "_evaluate_loss_acc", evaluate)
+        monkeypatch.setattr(trainer_module, "validation_scores", evaluate)
         with pytest.raises(KeyboardInterrupt):
             fit(_model("gated"), train, val, checkpoint_dir=tmp_path, epochs=600, **settings)
-        monkeypatch.setattr(train_module, "_evaluate_loss_acc", real_eval)
+        monkeypatch.setattr(trainer_module, "validation_scores", real_eval)
         assert (tmp_path / "last.pt").exists()
 
     # fewer epochs: a fresh run of exactly those epochs, said in one line

@@ -7,7 +7,7 @@ test bags are keyed by ``(album, artist)`` only -- model selection sees bags bui
 the test's -- so such a bag may mix genres and every track keeps its own label for scoring.
 
 Bags are plain data: a *membership* table with one row per track, which pandas code reads
-directly and :mod:`mattlib.training.train` turns into padded tensors with a mask.
+directly and :mod:`mattlib.training.bags` turns into padded tensors with a mask.
 
 Membership columns
 ------------------

@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 
-_CROPS = ("start", "centre")
+#: Which part of a longer clip a log-mel keeps.
+CROPS = ("start", "centre")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +70,8 @@ class MelSettings:
 
     def __post_init__(self):
         crop = "centre" if self.crop == "center" else self.crop
-        if crop not in _CROPS:
-            raise ValueError(f"crop must be one of {', '.join(_CROPS)}, got {self.crop!r}")
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
         object.__setattr__(self, "crop", crop)
         for field in ("sr", "n_mels", "hop_length", "n_fft"):
             v = getattr(self, field)

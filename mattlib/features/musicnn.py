@@ -69,7 +69,8 @@ MTT_TAGS = (
     "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice", "weird",
     "country", "metal", "female voice", "choral",
 )  # fmt: skip
-_TAGS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS}
+#: Trained model -> its 50 tags.
+TAGS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS}
 
 #: Vector name -> dimensions per patch.
 VECTORS: dict[str, int] = {"taggram": 50, "penultimate": 200, "mean_pool": 753, "max_pool": 753}
@@ -97,8 +98,8 @@ class MusicnnSettings:
     seconds: float = 30.0
 
     def __post_init__(self):
-        if self.model not in _TAGS:
-            raise ValueError(f"unknown musicnn model {self.model!r}; valid: {', '.join(_TAGS)}")
+        if self.model not in TAGS:
+            raise ValueError(f"unknown musicnn model {self.model!r}; valid: {', '.join(TAGS)}")
         if self.vector not in VECTORS:
             raise ValueError(f"unknown musicnn vector {self.vector!r}; valid: {', '.join(VECTORS)}")
         if not (isinstance(self.seconds, (int, float)) and self.seconds * SR >= _MIN_SAMPLES):
@@ -121,7 +122,7 @@ class MusicnnSettings:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return _TAGS[self.model]
+        return TAGS[self.model]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -225,7 +226,11 @@ def _device(device: str | None) -> str:
 
 
 def embed_patches(
-    patches: np.ndarray, *, model: str = "MSD_musicnn", device: str | None = "cpu", batch_size: int | None = None
+    patches: np.ndarray,
+    *,
+    model: str = "MSD_musicnn",
+    device: str | None = "auto",
+    patches_per_batch: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Run musicnn on log-mel patches.
 
@@ -236,7 +241,7 @@ def embed_patches(
     model : {"MSD_musicnn", "MTT_musicnn"}
     device : {"cpu", "cuda", "auto"} or None
         ``auto`` / None: CUDA when available.
-    batch_size : int, optional
+    patches_per_batch : int, optional
         Patches per forward pass: default 2 on CPU, where a patch's first timbral map (9 MB) is
         reduced while still in cache (28 ms a patch on 2 threads, against 43 ms in batches of 16);
         256 on CUDA.
@@ -252,22 +257,22 @@ def embed_patches(
     from mattlib.features.musicnn_net import load_musicnn
 
     device = _device(device)
-    batch_size = batch_size or (256 if device.startswith("cuda") else 2)
+    step = patches_per_batch or (256 if device.startswith("cuda") else 2)
     net = load_musicnn(model, device=device)
     x = np.ascontiguousarray(patches, dtype=np.float32)
     if x.ndim != 3 or x.shape[1:] != (PATCH, N_MELS):
         raise ValueError(f"patches must have shape (n, {PATCH}, {N_MELS}), got {x.shape}")
     outs: dict[str, list] = {k: [] for k in VECTORS}
     with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            res = net(torch.from_numpy(x[i : i + batch_size]).to(device))
+        for i in range(0, len(x), step):
+            res = net(torch.from_numpy(x[i : i + step]).to(device))
             for k in VECTORS:
                 outs[k].append(res[k].float().cpu().numpy())
     return {k: np.concatenate(v) if v else np.zeros((0, VECTORS[k]), np.float32) for k, v in outs.items()}
 
 
 def embed_file(
-    path: str | os.PathLike, *, model: str = "MSD_musicnn", device: str | None = "cpu"
+    path: str | os.PathLike, *, model: str = "MSD_musicnn", device: str | None = "auto"
 ) -> dict[str, np.ndarray]:
     """musicnn's taggram and embeddings of one audio file, one row per 3 s patch.
 
@@ -298,10 +303,10 @@ def embed_file(
     >>> out["penultimate"].shape, str(out["tags"][out["taggram"].mean(0).argmax()])
     ((10, 200), 'Hip-Hop')
     """
-    if model not in _TAGS:
-        raise ValueError(f"unknown musicnn model {model!r}; valid: {', '.join(_TAGS)}")
+    if model not in TAGS:
+        raise ValueError(f"unknown musicnn model {model!r}; valid: {', '.join(TAGS)}")
     out = embed_patches(_clip_patches(path, None), model=model, device=device)
-    out["tags"] = np.array(_TAGS[model])
+    out["tags"] = np.array(TAGS[model])
     return out
 
 
@@ -317,8 +322,8 @@ def tag_lookup(
     >>> top[0][0], len(top)
     ('Hip-Hop', 5)
     """
-    if model not in _TAGS:
-        raise ValueError(f"unknown musicnn model {model!r}; valid: {', '.join(_TAGS)}")
+    if model not in TAGS:
+        raise ValueError(f"unknown musicnn model {model!r}; valid: {', '.join(TAGS)}")
 
     @functools.lru_cache(maxsize=256)
     def top_tags(track_id: int) -> list[tuple[str, float]]:

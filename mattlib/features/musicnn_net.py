@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mattlib import devices
 from mattlib.errors import MattError
 from mattlib.features.musicnn_checkpoint import CheckpointError, read_checkpoint
 
@@ -233,14 +234,15 @@ def _load_cpu(model: str) -> Musicnn:
     return net.eval().requires_grad_(False)
 
 
-def load_musicnn(model: str = "MSD_musicnn", *, device: str | torch.device = "cpu") -> Musicnn:
+def load_musicnn(model: str = "MSD_musicnn", *, device: str | torch.device = "auto") -> Musicnn:
     """The trained musicnn ``model`` in eval mode on ``device`` (CPU copies cached per process).
 
     Parameters
     ----------
     model : {"MSD_musicnn", "MTT_musicnn"}
         Trained on the Million Song Dataset's or MagnaTagATune's 50 top tags.
-    device : str or torch.device
+    device : 'auto', 'cpu', 'cuda' or a torch.device
+        'auto': CUDA when present (:func:`mattlib.devices.resolve`).
 
     Raises
     ------
@@ -251,13 +253,14 @@ def load_musicnn(model: str = "MSD_musicnn", *, device: str | torch.device = "cp
 
     Examples
     --------
-    >>> net = load_musicnn("MSD_musicnn")
+    >>> net = load_musicnn("MSD_musicnn", device="cpu")
     >>> net(torch.zeros(2, 187, 96))["taggram"].shape
     torch.Size([2, 50])
     """
     _check_model(model)
     net = _load_cpu(model)
-    return net if torch.device(device).type == "cpu" else _copy_to(net, device)
+    device = torch.device(devices.resolve(device)) if isinstance(device, str) else device
+    return net if device.type == "cpu" else _copy_to(net, device)
 
 
 def _copy_to(net: Musicnn, device) -> Musicnn:

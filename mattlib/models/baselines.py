@@ -29,9 +29,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["BASELINES", "CappedKNeighborsClassifier", "SoftmaxSVC", "make_baseline"]
+from mattlib.models.spec import BASELINES
 
-BASELINES = ("lr", "knn", "svm", "mlp")
+__all__ = ["BASELINES", "CappedKNeighborsClassifier", "SoftmaxSVC", "make_baseline"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

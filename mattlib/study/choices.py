@@ -5,47 +5,31 @@ Poolings and encoders are read from their registries (:data:`mattlib.models.mil.
 :data:`mattlib.models.encoders.ENCODERS`, torch-free dicts of ``"module:class"``) every time
 ``choices.POOLINGS`` / ``choices.ENCODERS`` / ``choices.MODELS`` is read, so a pooling registered
 there is valid everywhere; :func:`feature_kinds` reads :data:`mattlib.features.kinds.KINDS`
-the same way. Feature sets and baselines are listed here; tests keep them equal to
-:mod:`mattlib.features` and :mod:`mattlib.models.baselines`.
+the same way. Feature sets and baselines are read from their owners (:mod:`mattlib.features.sets`,
+:mod:`mattlib.models.spec`), never listed twice.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mattlib.features.sets import FEATURE_SETS as _FEATURE_GROUPS
+from mattlib.models.spec import BASELINES as _BASELINES
+from mattlib.models.spec import LATE as _LATE
+from mattlib.models.spec import poolings_with_late
+
 # POOLINGS, ENCODERS and MODELS are module attributes read live (see __getattr__), not in __all__
 __all__ = ["BASELINES", "FEATURE_SETS", "LATE", "encoders", "feature_kinds", "models", "poolings"]
 
-#: Table I's feature sets (FMA's 518 statistics, grouped); see mattlib.features.FEATURE_SETS.
-FEATURE_SETS = (
-    "chroma",
-    "tonnetz",
-    "mfcc",
-    "spectral_centroid",
-    "spectral_bandwidth",
-    "spectral_contrast",
-    "spectral_rolloff",
-    "rms_energy",
-    "zero_crossing",
-    "mfcc+contrast",
-    "mfcc+contrast+centroid",
-    "all",
-    "mel",
-    "musicnn",  # musicnn embeddings, the mean over a track's 3 s patches (mattlib.features.musicnn)
-)
-#: Classic baselines (scikit-learn, on a feature set).
-BASELINES = ("lr", "knn", "svm", "mlp")
+#: Table I's feature sets (:data:`mattlib.features.FEATURE_SETS`, FMA's 518 statistics grouped),
+#: then the log-mel and the musicnn embeddings (the mean over a track's 3 s patches).
+FEATURE_SETS = (*_FEATURE_GROUPS, "mel", "musicnn")
+#: Classic baselines (scikit-learn, on a feature set): :data:`mattlib.models.spec.BASELINES`.
+BASELINES = _BASELINES
 #: Not a trained pooling: late fusion of the ``none`` (track-level) model, listed after ``none``.
-LATE = "late"
-
-
-def poolings() -> tuple[str, ...]:
-    """Bag poolings: the registry's names with ``late`` after ``none`` (none, late, mean, ...)."""
-    from mattlib.models.mil import POOLINGS as registry
-
-    names = [name for name in registry if name != LATE]
-    at = names.index("none") + 1 if "none" in names else 0
-    return (*names[:at], LATE, *names[at:])
+LATE = _LATE
+#: Bag poolings: the registry's names with ``late`` after ``none`` (none, late, mean, ...).
+poolings = poolings_with_late
 
 
 def datasets() -> tuple[str, ...]:

@@ -16,13 +16,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mattlib import paths
 from mattlib.errors import MattError
+from mattlib.features.mel import CROPS as MEL_CROPS
+from mattlib.features.mel import MelSettings
+from mattlib.features.musicnn import TAGS as MUSICNN_TAGS
+from mattlib.features.musicnn import VECTORS as MUSICNN_VECTORS
+from mattlib.features.musicnn import MusicnnSettings
+from mattlib.models.spec import MATT_SCORES, ModelSpec
 from mattlib.study import choices
+from mattlib.training.config import FitConfig
 
 __all__ = ["Interval", "ListOf", "Options", "Settings", "SettingsError", "Text", "check_setting"]
 
@@ -117,6 +125,8 @@ class Flag:
 
 _POSITIVE_INT = Interval(int, 1)
 _COUNT = Interval(int, 0)
+# The sub-settings own their defaults; Settings declares each as theirs (never a copy).
+_FIT, _MEL, _MODEL, _MUSICNN = FitConfig(), MelSettings(), ModelSpec(), MusicnnSettings()
 
 
 @dataclass(frozen=True)
@@ -133,12 +143,14 @@ class Settings:
     seed, device
         Random seed; ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     epochs, patience, batch_size, lr, weight_decay, class_weights, logit_adjustment
-        Training (``patience`` None: no early stopping).
+        Training (``patience`` None: no early stopping): :class:`mattlib.training.FitConfig`,
+        with ``seed`` and ``device`` (:attr:`fit`).
     track_weighting
         A track-level model's loss: every track alike (``track``), or 1 / its bag's size (``bag``:
         the like-for-like control of bag training's per-bag prior).
     hidden, widths
-        MLP encoder widths; CRNN / CRNN-TF convolution widths.
+        MLP encoder widths; CRNN / CRNN-TF convolution widths (with ``model``, ``pooling`` and
+        ``matt_score``: :class:`mattlib.models.spec.ModelSpec`, :attr:`model_spec`).
     max_bag_size
         0 keeps bags whole; N > 0 cuts training bags into chunks of at most N tracks (validation
         and test bags stay whole).
@@ -148,10 +160,13 @@ class Settings:
     matt_score
         MATT's instance score: ``paper`` (tanh(w_s [s_k; q_g] + b_s)) or ``dot`` (bilinear).
     mel_sr, mel_seconds, mel_n_mels, mel_hop_length, mel_n_fft, mel_crop
-        The log-mel (:class:`mattlib.features.MelSettings`).
+        The log-mel (:class:`mattlib.features.MelSettings`, :attr:`mel`).
     musicnn_model, musicnn_vector
         The musicnn embeddings (:class:`mattlib.features.musicnn.MusicnnSettings`): the trained
-        model (``MSD_musicnn``, ``MTT_musicnn``) and the vector kept per 3 s patch.
+        model (``MSD_musicnn``, ``MTT_musicnn``) and the vector kept per 3 s patch (:attr:`musicnn`).
+
+    The defaults of these groups are their sub-settings' (``FitConfig``, ``ModelSpec``,
+    ``MelSettings``, ``MusicnnSettings``), written once there; the rest are the study's own.
     kind, jobs
         Which features to extract and with how many worker processes.
     """
@@ -163,31 +178,31 @@ class Settings:
     output_dir: str = "outputs/adhoc"
     run_dir: str | None = None
     feature_set: str = "all"
-    model: str = "mlp"
-    pooling: str = "mean"
-    seed: int = 0
-    device: str = "auto"
-    epochs: int = 30
-    patience: int | None = 10
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    class_weights: str | None = None
-    logit_adjustment: float = 0.0
+    model: str = _MODEL.encoder
+    pooling: str = _MODEL.pooling
+    seed: int = _FIT.seed
+    device: str = _FIT.device
+    epochs: int = _FIT.epochs
+    patience: int | None = _FIT.patience
+    batch_size: int = _FIT.batch_size
+    lr: float = _FIT.lr
+    weight_decay: float = _FIT.weight_decay
+    class_weights: str | None = _FIT.class_weights
+    logit_adjustment: float = _FIT.logit_adjustment
     track_weighting: str = "track"
-    hidden: tuple[int, ...] = (512, 256)
-    widths: tuple[int, ...] = (64, 128, 128, 128)
+    hidden: tuple[int, ...] = _MODEL.hidden
+    widths: tuple[int, ...] = _MODEL.widths
     max_bag_size: int = 0
     allow_leakage: bool = False
-    matt_score: str = "paper"
-    mel_sr: int = 12000
-    mel_seconds: float = 29.0
-    mel_n_mels: int = 96
-    mel_hop_length: int = 256
-    mel_n_fft: int = 512
-    mel_crop: str = "start"
-    musicnn_model: str = "MSD_musicnn"
-    musicnn_vector: str = "penultimate"
+    matt_score: str = _MODEL.matt_score
+    mel_sr: int = _MEL.sr
+    mel_seconds: float = _MEL.seconds
+    mel_n_mels: int = _MEL.n_mels
+    mel_hop_length: int = _MEL.hop_length
+    mel_n_fft: int = _MEL.n_fft
+    mel_crop: str = _MEL.crop
+    musicnn_model: str = _MUSICNN.model
+    musicnn_vector: str = _MUSICNN.vector
     kind: str = "both"
     jobs: int = 2
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -216,15 +231,15 @@ class Settings:
         "widths": ListOf(_POSITIVE_INT),
         "max_bag_size": _COUNT,
         "allow_leakage": Flag(),
-        "matt_score": Options(("paper", "dot")),
+        "matt_score": Options(MATT_SCORES),
         "mel_sr": _POSITIVE_INT,
         "mel_seconds": Interval(float, 0.0, low_open=True),
         "mel_n_mels": _POSITIVE_INT,
         "mel_hop_length": _POSITIVE_INT,
         "mel_n_fft": _POSITIVE_INT,
-        "mel_crop": Options(("start", "centre", "center")),
-        "musicnn_model": Options(("MSD_musicnn", "MTT_musicnn")),
-        "musicnn_vector": Options(("penultimate", "mean_pool", "max_pool", "taggram")),
+        "mel_crop": Options((*MEL_CROPS, "center")),
+        "musicnn_model": Options(tuple(MUSICNN_TAGS)),
+        "musicnn_vector": Options(tuple(MUSICNN_VECTORS)),
         "kind": Options(choices.feature_kinds),
         "jobs": _POSITIVE_INT,
     }
@@ -232,6 +247,9 @@ class Settings:
     _nullable: ClassVar[frozenset] = frozenset({"patience", "run_dir"})
 
     def __post_init__(self):
+        for name in _PATH_SETTINGS:  # a pathlib.Path is a path too (kept as text: YAML- and JSON-able)
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         for name in self._parameter_constraints:
             check_setting(name, getattr(self, name))
         for name in ("hidden", "widths"):
@@ -265,14 +283,26 @@ class Settings:
         )
 
     @property
-    def mel(self) -> dict[str, Any]:
-        """:class:`mattlib.features.MelSettings` keyword arguments (the one spelling of them)."""
-        return {field_: getattr(self, f"mel_{field_}") for field_ in _MEL_FIELDS}
+    def fit(self) -> FitConfig:
+        """The training settings, as :func:`mattlib.training.fit` takes them."""
+        return FitConfig(**{name: getattr(self, name) for name in _FIT_FIELDS})
 
     @property
-    def musicnn(self) -> dict[str, Any]:
-        """:class:`mattlib.features.musicnn.MusicnnSettings` keyword arguments."""
-        return {"model": self.musicnn_model, "vector": self.musicnn_vector}
+    def model_spec(self) -> ModelSpec:
+        """The torch model (encoder ``model`` + ``pooling``); for an encoder, not a baseline."""
+        return ModelSpec(
+            encoder=self.model, pooling=self.pooling, hidden=self.hidden, widths=self.widths, matt_score=self.matt_score
+        )
+
+    @property
+    def mel(self) -> MelSettings:
+        """The log-mel (the ``mel_*`` settings), one object handed on to extraction and loading."""
+        return MelSettings(**{field_: getattr(self, f"mel_{field_}") for field_ in _MEL_FIELDS})
+
+    @property
+    def musicnn(self) -> MusicnnSettings:
+        """The musicnn embeddings (``musicnn_model``, ``musicnn_vector``)."""
+        return MusicnnSettings(model=self.musicnn_model, vector=self.musicnn_vector)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated)."""
@@ -287,6 +317,18 @@ class Settings:
 
 #: Settings that hold paths (resolved against the project root in notebooks).
 _PATH_SETTINGS = ("data_root", "cache_dir", "output_dir", "run_dir")
+#: FitConfig fields that are settings of the same name (``amp`` keeps its default).
+_FIT_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "patience",
+    "class_weights",
+    "logit_adjustment",
+    "seed",
+    "device",
+)
 #: MelSettings fields, each a ``mel_<field>`` setting.
 _MEL_FIELDS = ("sr", "seconds", "n_mels", "hop_length", "n_fft", "crop")
 

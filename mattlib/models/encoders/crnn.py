@@ -26,8 +26,8 @@ class CRNN(nn.Module):
     Parameters
     ----------
     input_shape : (n_mels, frames)
-    widths : four ints, default (64, 128, 128, 128)
-        Conv channel widths (CPU demos pass e.g. (16, 32, 32, 32)).
+    widths : four ints
+        Conv channel widths (the study's: :attr:`mattlib.models.spec.ModelSpec.widths`).
     gru_hidden : int, default 32
         GRU size; ``out_dim = gru_hidden``.
     dropout : float, default 0.1
@@ -44,7 +44,7 @@ class CRNN(nn.Module):
         self,
         *,
         input_shape: Sequence[int],
-        widths: Sequence[int] = (64, 128, 128, 128),
+        widths: Sequence[int],
         gru_hidden: int = 32,
         dropout: float = 0.1,
     ) -> None:

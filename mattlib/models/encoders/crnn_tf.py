@@ -54,7 +54,8 @@ class CRNNTF(nn.Module):
     Parameters
     ----------
     input_shape : (n_mels, frames)
-    widths : four ints, default (64, 128, 128, 128)
+    widths : four ints
+        Convolution widths (the study's: :attr:`mattlib.models.spec.ModelSpec.widths`).
     gru_hidden : int, default 32
     grid : int, default 6
     out_dim : int, default 64
@@ -72,7 +73,7 @@ class CRNNTF(nn.Module):
         self,
         *,
         input_shape: Sequence[int],
-        widths: Sequence[int] = (64, 128, 128, 128),
+        widths: Sequence[int],
         gru_hidden: int = 32,
         grid: int = 6,
         out_dim: int = 64,

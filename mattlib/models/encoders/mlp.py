@@ -19,8 +19,9 @@ class MLPEncoder(nn.Module):
     ----------
     input_shape : int or (d,)
         Feature dimension ``d``.
-    hidden : sequence of int, default (256,)
-        Hidden layer sizes; the last one is ``out_dim``. Empty -> identity (``out_dim = d``).
+    hidden : sequence of int
+        Hidden layer sizes; the last one is ``out_dim``. Empty -> identity (``out_dim = d``). The
+        study's are :attr:`mattlib.models.spec.ModelSpec.hidden`.
     dropout : float, default 0.3
         Dropout after every hidden layer.
     input_norm : bool, default True
@@ -35,7 +36,7 @@ class MLPEncoder(nn.Module):
         self,
         *,
         input_shape: Sequence[int] | int,
-        hidden: Sequence[int] = (256,),
+        hidden: Sequence[int],
         dropout: float = 0.3,
         input_norm: bool = True,
     ) -> None:

@@ -79,7 +79,7 @@ def make_pooling(name: str, *, in_dim: int, n_classes: int, **kwargs) -> BagPool
     n_classes : int
         Number of genres C.
     **kwargs
-        Passed on (``dropout``; ``score`` for matt; ``hidden`` for gated).
+        Passed on (``dropout``; ``score`` for matt; ``attention_dim`` for gated).
 
     Raises
     ------

@@ -20,16 +20,16 @@ class GatedAttentionPooling(BagPooling):
     Parameters
     ----------
     in_dim, n_classes : int
-    hidden : int, default 128
-        Size L of the attention's hidden layer.
+    attention_dim : int, default 128
+        Size L of the attention's hidden layer (not the encoder's ``hidden`` widths).
     dropout : float, default 0.0
     """
 
-    def __init__(self, *, in_dim: int, n_classes: int, hidden: int = 128, dropout: float = 0.0) -> None:
+    def __init__(self, *, in_dim: int, n_classes: int, attention_dim: int = 128, dropout: float = 0.0) -> None:
         super().__init__(in_dim=in_dim, n_classes=n_classes)
-        self.V = nn.Linear(in_dim, hidden)
-        self.U = nn.Linear(in_dim, hidden)
-        self.w = nn.Linear(hidden, 1)
+        self.V = nn.Linear(in_dim, attention_dim)
+        self.U = nn.Linear(in_dim, attention_dim)
+        self.w = nn.Linear(attention_dim, 1)
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(in_dim, n_classes)
 

@@ -29,7 +29,7 @@ class MATTPooling(BagPooling):
       attention); the bag vector ``g_g`` of query g is scored by the output layer over all
       genres, ``p_g = softmax(M g_g + d)``, and genre g keeps its own probability
       ``p_g[g]`` (softmax per query, then the diagonal). The returned ``logits`` are
-      ``log p_g[g]`` (``B, C``; :attr:`inference_log_probs` tells :func:`mattlib.training.train.predict`
+      ``log p_g[g]`` (``B, C``; :attr:`inference_log_probs` tells :func:`mattlib.training.predict`
       to report ``exp(logits)``, which need not sum to one over genres); ``attention`` is
       ``(B, C, N)``. Vectorised over genres (no Python loop).
 
