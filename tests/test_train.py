@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_mil import synthetic_mil_task
 
 from mattlib.models.encoders import make_encoder
-from mattlib.models.mil import BagModel, make_pooling, synthetic_mil_task
+from mattlib.models.mil import BagModel, make_pooling
 from mattlib.training.train import BagDataset, collate_bags, fit, load_checkpoint, predict, resolve_device
 
 CLASSES = ["g0", "g1"]

@@ -1,6 +1,6 @@
 """Evaluation: accuracy (track and bag level), macro-F1, balanced accuracy, per-genre recall,
 micro precision-recall / average precision, Top@K on tail genres, head/medium/tail recall,
-bootstrap confidence intervals, mean +- sd over seeds, and the case study (bags of one).
+album bootstrap confidence intervals, and the case study (bags of one).
 
 Conventions
 -----------
@@ -24,7 +24,6 @@ __all__ = [
     "PAPER_TAIL_SETS",
     "average_precision_micro",
     "bags_of_one",
-    "bootstrap_ci",
     "broadcast_to_tracks",
     "evaluate",
     "frequency_groups",
@@ -33,7 +32,6 @@ __all__ = [
     "paired_difference",
     "per_class_recall",
     "resampling_units",
-    "summarize_seeds",
     "tail_sets",
     "top_k_accuracy",
 ]
@@ -244,37 +242,6 @@ def frequency_groups(
 # uncertainty
 
 
-def bootstrap_ci(
-    values_fn,
-    n_units: int,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of a statistic of resampled units.
-
-    Parameters
-    ----------
-    values_fn : callable
-        ``values_fn(counts)`` -> float, where ``counts`` (n_units,) int says how often each unit
-        (e.g. bag) is drawn in one replicate; it returns the statistic on that resample.
-    n_units : int
-    n_boot : int, default 1000
-    seed : int, default 0
-        Seed of the resampling (``numpy.random.default_rng``).
-    level : float, default 0.95
-
-    Returns
-    -------
-    (low, high) floats (NaN when every replicate is undefined).
-    """
-    if n_units < 1:
-        return float("nan"), float("nan")
-    counts = _unit_counts(n_units, n_boot=n_boot, seed=seed)
-    return _percentiles(np.array([values_fn(c) for c in counts], dtype=float), level)
-
-
 def resampling_units(membership: pd.DataFrame) -> np.ndarray:
     """The bootstrap unit of every row: its album (``a<album>-r<artist>``).
 
@@ -343,35 +310,6 @@ def paired_difference(
     weights = _unit_counts(len(uniq), n_boot=n_boot, seed=seed)[:, codes]
     low, high = _percentiles(weights @ diff / np.maximum(weights.sum(1), 1), level)
     return {"difference": float(diff.mean()), "low": low, "high": high, "n_tracks": len(a), "n_units": len(uniq)}
-
-
-def summarize_seeds(results: Sequence[Mapping]) -> dict:
-    """Mean +- sd over seeds of every numeric leaf of metric dicts (same structure each).
-
-    Returns the same nesting with each numeric leaf replaced by
-    ``{'mean': float, 'sd': float (ddof=1; 0 for one seed), 'n': int}`` (None values skipped);
-    non-numeric leaves are kept from the first result.
-    """
-    if not results:
-        raise ValueError("no results to summarize")
-
-    def merge(items):
-        first = items[0]
-        if isinstance(first, Mapping):
-            return {k: merge([it[k] for it in items if isinstance(it, Mapping) and k in it]) for k in first}
-        nums = [
-            float(v)
-            for v in items
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None and math.isfinite(float(v))
-        ]
-        if isinstance(first, (int, float)) and not isinstance(first, bool) or (first is None and nums):
-            if not nums:
-                return None
-            sd = float(np.std(nums, ddof=1)) if len(nums) > 1 else 0.0
-            return {"mean": float(np.mean(nums)), "sd": sd, "n": len(nums)}
-        return first
-
-    return merge(list(results))
 
 
 # --------------------------------------------------------------------------------------------
