@@ -13,19 +13,24 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from mattlib.evaluation import metrics, resampling, tails
 from mattlib.evaluation.metrics import (
-    PAPER_TAIL_SETS,
     average_precision_micro,
     bags_of_one,
     evaluate,
-    frequency_groups,
     macro_f1,
     micro_pr_curve,
-    paired_difference,
-    resampling_units,
-    tail_sets,
     top_k_accuracy,
 )
+from mattlib.evaluation.resampling import paired_difference, resampling_units
+from mattlib.evaluation.tails import PAPER_TAIL_SETS, frequency_groups, tail_sets
+
+
+def test_metrics_keeps_the_names_of_its_tail_and_resampling_modules():
+    # mattlib.study.experiment and notebook 01 read them as metrics.<name>
+    for module in (tails, resampling):
+        for name in module.__all__:
+            assert getattr(metrics, name) is getattr(module, name) and name in metrics.__all__
 
 
 def test_top_k_hand_case():
