@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
+        executor = None if isinstance(executor, executors.LocalExecutor) else executor  # grid: its own local threads
         summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout, executor=executor)
     print(summary.describe())
     if summary.interrupted:

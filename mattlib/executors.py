@@ -1,10 +1,13 @@
 """Where the study's work runs: on this machine, or on a Ray cluster.
 
-Two executors sit behind one seam in :mod:`mattlib.study.grid` (grid cells) and :mod:`mattlib.features`
+Two executors with one interface (a context manager, ``map_unordered(fn, items, resources=...)``)
+sit behind one seam in :mod:`mattlib.study.grid` (grid cells) and :mod:`mattlib.features`
 (extraction chunks):
 
-- ``"local"`` (the default, no Ray needed): the runner's own pool, ``jobs`` workers on this
-  machine. Code asks for it with ``executor=None``.
+- ``"local"`` (the default, no Ray needed): a :class:`LocalExecutor`, a pool of worker processes
+  or threads on this machine. :mod:`mattlib.features` takes ``executor=None`` or a
+  :class:`LocalExecutor` for it (its ``jobs`` worker processes, started by the extractor);
+  :func:`mattlib.study.grid.run_grid` takes ``executor=None`` (its own ``jobs`` threads).
 - ``"ray"``: a :class:`RayExecutor`. Each work unit (a grid cell, a chunk of tracks) becomes a
   Ray task with its own resource request; results come back to the driver, which writes the cache
   and the run folder exactly as locally (same layout, same resume and failure semantics).
@@ -16,6 +19,7 @@ at the same path everywhere.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,7 +27,15 @@ from typing import Any
 
 from mattlib.errors import MattError
 
-__all__ = ["EXECUTORS", "RESOURCE_KEYS", "ExecutorError", "RayExecutor", "open_executor", "validate_resources"]
+__all__ = [
+    "EXECUTORS",
+    "RESOURCE_KEYS",
+    "ExecutorError",
+    "LocalExecutor",
+    "RayExecutor",
+    "open_executor",
+    "validate_resources",
+]
 
 #: Executor names (``--executor``).
 EXECUTORS = ("local", "ray")
@@ -67,6 +79,122 @@ def _call_in(cwd: str, fn: Callable, item: Any) -> Any:
     if os.getcwd() != cwd:
         os.chdir(cwd)
     return fn(item)
+
+
+def _available_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """Run work units on this machine, in a pool of worker processes or threads; use as a context
+    manager (the interface of :class:`RayExecutor`).
+
+    The pool starts on the first :meth:`map_unordered` and lives until the executor exits, which
+    waits for the work units still running.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Workers of the pool (default: the CPUs this process may run on).
+    processes : bool, default True
+        Worker processes (:class:`concurrent.futures.ProcessPoolExecutor`: ``fn``, the items and
+        the results must be picklable) or threads of this process (``processes=False``,
+        :class:`concurrent.futures.ThreadPoolExecutor`: any callable).
+    mp_context : multiprocessing context, optional
+        How worker processes start (``fork``, ``spawn``; default: multiprocessing's default).
+        Worker processes only.
+    initializer : callable, optional
+        Called with ``initargs`` in every worker (process or thread) as it starts.
+    initargs : tuple
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        processes: bool = True,
+        mp_context=None,
+        initializer: Callable | None = None,
+        initargs: tuple = (),
+    ) -> None:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if mp_context is not None and not processes:
+            raise ValueError("mp_context starts worker processes: use it with processes=True")
+        self.max_workers = max_workers if max_workers is not None else _available_cpus()
+        self.processes = processes
+        self.mp_context = mp_context
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self._entered = False
+        self._pool: cf.Executor | None = None
+
+    def __enter__(self) -> LocalExecutor:  # noqa: PYI034 (typing.Self needs Python 3.11)
+        self._entered = True
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        pool, self._pool, self._entered = self._pool, None, False
+        if pool is not None:
+            # leaving on an error or Ctrl-C: no queued unit starts; the running ones finish first
+            pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+
+    def _started_pool(self) -> cf.Executor:
+        if self._pool is None:
+            if self.processes:
+                self._pool = cf.ProcessPoolExecutor(
+                    max_workers=self.max_workers,
+                    mp_context=self.mp_context,
+                    initializer=self.initializer,
+                    initargs=self.initargs,
+                )
+            else:
+                self._pool = cf.ThreadPoolExecutor(
+                    max_workers=self.max_workers, initializer=self.initializer, initargs=self.initargs
+                )
+        return self._pool
+
+    def map_unordered(
+        self,
+        fn: Callable,
+        items: Iterable,
+        *,
+        resources: Callable[[Any], Mapping[str, float]] | None = None,
+        max_in_flight: int | None = None,
+    ) -> Iterator:
+        """Yield ``fn(item)`` for every item, in completion order.
+
+        ``resources`` is taken for :class:`RayExecutor`'s interface and ignored: here
+        ``max_workers`` sets the parallelism. At most ``max_in_flight`` items are submitted at a
+        time (default twice ``max_workers``), so memory stays bounded. An exception of
+        ``fn(item)`` is raised here. If the consumer stops (an exception, Ctrl-C), items not yet
+        started are cancelled; those running finish, and the executor's exit waits for them.
+        """
+        if not self._entered:
+            raise RuntimeError("LocalExecutor must be entered (`with LocalExecutor() as ex:`) before use")
+        if max_in_flight is None:
+            max_in_flight = 2 * self.max_workers
+        pool = self._started_pool()
+        pending: set[cf.Future] = set()
+        it = iter(items)
+        try:
+            for item in it:
+                pending.add(pool.submit(fn, item))
+                if len(pending) >= max_in_flight:
+                    break
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                    for item in it:  # one finished, one more submitted
+                        pending.add(pool.submit(fn, item))
+                        break
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 class RayExecutor:
@@ -171,9 +299,12 @@ class RayExecutor:
 
 
 @contextlib.contextmanager
-def open_executor(name: str = "local", *, address: str | None = None) -> Iterator[RayExecutor | None]:
-    """The executor named on the command line: None for ``"local"`` (the runner's own pool), an
-    entered :class:`RayExecutor` for ``"ray"``.
+def open_executor(name: str = "local", *, address: str | None = None) -> Iterator[LocalExecutor | RayExecutor]:
+    """The executor named on the command line, entered: a :class:`LocalExecutor` (default
+    settings) for ``"local"``, a :class:`RayExecutor` for ``"ray"``.
+
+    A caller that runs its own local pool (e.g. :func:`mattlib.study.grid.run_grid`'s threads)
+    passes ``None`` on for a :class:`LocalExecutor`.
 
     Raises
     ------
@@ -187,7 +318,8 @@ def open_executor(name: str = "local", *, address: str | None = None) -> Iterato
     if name == "local":
         if address is not None:
             raise ValueError("--address joins a Ray cluster: use it with --executor ray")
-        yield None
+        with LocalExecutor() as executor:
+            yield executor
         return
     with RayExecutor(address=address) as executor:
         yield executor

@@ -410,6 +410,28 @@ def test_extract_audio_dir_parallel(tmp_path):
     np.testing.assert_allclose(store.get(140).astype(np.float32), F.compute_mel(CLIP140, s)[0], atol=0.05)
 
 
+def test_a_local_executor_extracts_in_the_same_worker_processes_as_none(tmp_path):
+    """``open_executor("local")`` gives a LocalExecutor; extraction then runs ``jobs`` local
+    processes exactly as with ``executor=None`` (same bytes)."""
+    from mattlib import executors
+
+    s = F.MelSettings(seconds=5.0)
+    tracks = {2: CLIP2, 5: CLIP5}
+    reports = []
+    with executors.open_executor("local") as local:
+        for name, executor in (("none", None), ("local", local)):
+            out = tmp_path / name
+            reports.append(
+                F.extract(
+                    tracks, kind="mel", out=out, jobs=2, settings=s, progress=False, chunk_size=1, executor=executor
+                )
+            )
+    assert [(r.done, r.failed, r.jobs) for r in reports] == [(2, 0, 2)] * 2
+    for name in ("mel.npy", "index.csv", "failures.csv"):
+        a, b = (Path(r.paths["folder"]) / name for r in reports)
+        assert a.read_bytes() == b.read_bytes(), name
+
+
 def test_project_2d(reference):
     xy = F.project_2d(reference.iloc[:10], method="pca")
     assert list(xy.columns) == ["x", "y"] and xy.index.equals(reference.index[:10])

@@ -14,20 +14,15 @@ from sklearn.metrics import (
 )
 
 from mattlib.evaluation.metrics import (
-    PAPER_TAIL_SETS,
     average_precision_micro,
     bags_of_one,
-    bootstrap_ci,
     evaluate,
-    frequency_groups,
     macro_f1,
     micro_pr_curve,
-    paired_difference,
-    resampling_units,
-    summarize_seeds,
-    tail_sets,
     top_k_accuracy,
 )
+from mattlib.evaluation.resampling import paired_difference, resampling_units
+from mattlib.evaluation.tails import PAPER_TAIL_SETS, frequency_groups, tail_sets
 
 
 def test_top_k_hand_case():
@@ -200,22 +195,16 @@ def test_case_study_bags_of_one():
 
 def test_bootstrap_is_seeded():
     values = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
-    fn = lambda c: float(np.sum(c * values) / c.sum())  # noqa: E731
-    a = bootstrap_ci(fn, len(values), n_boot=300, seed=3)
-    assert a == bootstrap_ci(fn, len(values), n_boot=300, seed=3)
-    assert a != bootstrap_ci(fn, len(values), n_boot=300, seed=4)
+    units = np.arange(len(values))  # one unit per value: the weighted mean of a resample
+
+    def ci(seed):
+        out = paired_difference(values, np.zeros_like(values), units, n_boot=300, seed=seed)
+        return out["low"], out["high"]
+
+    a = ci(3)
+    assert a == ci(3)
+    assert a != ci(4)
     assert a[0] < values.mean() < a[1]
-
-
-def test_summarize_seeds():
-    runs = [
-        {"acc": 0.5, "top_k": {"<100": {"2": 0.2}}, "name": "m"},
-        {"acc": 0.7, "top_k": {"<100": {"2": None}}, "name": "m"},
-    ]
-    s = summarize_seeds(runs)
-    assert s["acc"]["mean"] == pytest.approx(0.6) and s["acc"]["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    assert s["top_k"]["<100"]["2"] == {"mean": 0.2, "sd": 0.0, "n": 1}
-    assert s["name"] == "m"
 
 
 def test_top_k_counts_ties_against_the_true_genre():

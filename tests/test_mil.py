@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_mil import synthetic_mil_task
 
 from mattlib.models.encoders import make_encoder
 from mattlib.models.mil import (
@@ -12,7 +13,6 @@ from mattlib.models.mil import (
     late_fusion,
     make_pooling,
     masked_softmax,
-    synthetic_mil_task,
 )
 from mattlib.training import BagDataset, FitConfig, fit, predict
 

@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_mil import synthetic_mil_task
 
 from mattlib import training
 from mattlib.models.encoders import make_encoder
-from mattlib.models.mil import BagModel, make_pooling, synthetic_mil_task
+from mattlib.models.mil import BagModel, make_pooling
 from mattlib.training import BagDataset, FitConfig, collate_bags, load_checkpoint, resolve_device
 from mattlib.training import trainer as trainer_module
 

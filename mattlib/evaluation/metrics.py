@@ -1,6 +1,8 @@
 """Evaluation: accuracy (track and bag level), macro-F1, balanced accuracy, per-genre recall,
 micro precision-recall / average precision, Top@K on tail genres, head/medium/tail recall,
-bootstrap confidence intervals, mean +- sd over seeds, and the case study (bags of one).
+album bootstrap confidence intervals, and the case study (bags of one). The tail sets and
+frequency groups live in :mod:`mattlib.evaluation.tails`, the album bootstrap's pieces in
+:mod:`mattlib.evaluation.resampling`.
 
 Conventions
 -----------
@@ -20,30 +22,19 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mattlib.evaluation.resampling import _percentiles, _unit_counts, resampling_units
+from mattlib.evaluation.tails import PAPER_TAIL_SETS, frequency_groups, tail_sets
+
 __all__ = [
-    "PAPER_TAIL_SETS",
     "average_precision_micro",
     "bags_of_one",
-    "bootstrap_ci",
     "broadcast_to_tracks",
     "evaluate",
-    "frequency_groups",
     "macro_f1",
     "micro_pr_curve",
-    "paired_difference",
     "per_class_recall",
-    "resampling_units",
-    "summarize_seeds",
-    "tail_sets",
     "top_k_accuracy",
 ]
-
-#: The paper's own tail sets (its "<100" included International, which has more than 100
-#: training tracks on FMA medium; kept for comparison with :func:`tail_sets`).
-PAPER_TAIL_SETS: dict[str, list[str]] = {
-    "<100": ["Easy Listening", "Blues", "Soul-RnB", "Spoken", "International"],
-    "<200": ["Easy Listening", "Blues", "Soul-RnB", "Spoken", "International", "Country"],
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,181 +188,6 @@ def _balanced_from_cm(cm: np.ndarray) -> float:
     support = cm.sum(axis=1)
     present = support > 0
     return float(np.mean(np.diag(cm)[present] / support[present])) if present.any() else float("nan")
-
-
-# --------------------------------------------------------------------------------------------
-# long-tail groups
-
-
-def tail_sets(
-    train_counts: Mapping[str, int],
-    *,
-    thresholds: Sequence[float] | Mapping[str, float] = (100, 200),
-) -> dict[str, list[str]]:
-    """Tail genre sets from training counts: ``{'<100': [...], '<200': [...]}``.
-
-    A genre is in the set of threshold ``t`` when it has fewer than ``t`` training tracks
-    (listed rarest first). On FMA medium: <100 = Easy Listening, Blues, Soul-RnB, Spoken;
-    <200 adds Country. Compare with :data:`PAPER_TAIL_SETS`.
-
-    Parameters
-    ----------
-    train_counts : Mapping genre -> training tracks
-    thresholds : sequence of numbers, or Mapping name -> number
-        A sequence names each set ``f"<{t:g}"``; a mapping gives the names, e.g.
-        ``{'<100': 5.02, '<200': 10.04}`` for thresholds scaled to a smaller dataset.
-    """
-    counts = {str(g): int(c) for g, c in train_counts.items()}
-    ordered = sorted(counts, key=lambda g: (counts[g], g))
-    named = dict(thresholds) if isinstance(thresholds, Mapping) else {f"<{t:g}": t for t in thresholds}
-    return {name: [g for g in ordered if counts[g] < t] for name, t in named.items()}
-
-
-def frequency_groups(
-    train_counts: Mapping[str, int], *, head_min: int = 1000, tail_max: int = 200
-) -> dict[str, list[str]]:
-    """Split genres by training counts: head (>= head_min), tail (< tail_max), medium (between)."""
-    if tail_max > head_min:
-        raise ValueError(f"tail_max ({tail_max}) must not exceed head_min ({head_min})")
-    groups: dict[str, list[str]] = {"head": [], "medium": [], "tail": []}
-    for g, c in sorted(train_counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0]))):
-        c = int(c)
-        groups["head" if c >= head_min else "tail" if c < tail_max else "medium"].append(str(g))
-    return groups
-
-
-# --------------------------------------------------------------------------------------------
-# uncertainty
-
-
-def bootstrap_ci(
-    values_fn,
-    n_units: int,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of a statistic of resampled units.
-
-    Parameters
-    ----------
-    values_fn : callable
-        ``values_fn(counts)`` -> float, where ``counts`` (n_units,) int says how often each unit
-        (e.g. bag) is drawn in one replicate; it returns the statistic on that resample.
-    n_units : int
-    n_boot : int, default 1000
-    seed : int, default 0
-        Seed of the resampling (``numpy.random.default_rng``).
-    level : float, default 0.95
-
-    Returns
-    -------
-    (low, high) floats (NaN when every replicate is undefined).
-    """
-    if n_units < 1:
-        return float("nan"), float("nan")
-    counts = _unit_counts(n_units, n_boot=n_boot, seed=seed)
-    return _percentiles(np.array([values_fn(c) for c in counts], dtype=float), level)
-
-
-def resampling_units(membership: pd.DataFrame) -> np.ndarray:
-    """The bootstrap unit of every row: its album (``a<album>-r<artist>``).
-
-    Tracks of one album are not independent (same artist, production, label), so every model --
-    a bag model or a track-level one -- is resampled by album, which keeps their intervals
-    comparable. Tracks without an album (id < 0) are their own unit; a membership without album
-    columns falls back to ``bag_id``.
-    """
-    if not {"album_id", "artist_id"} <= set(membership.columns):
-        return membership["bag_id"].astype(str).to_numpy()
-    album = pd.to_numeric(membership["album_id"], errors="coerce").fillna(-1).astype(np.int64)
-    unit = "a" + album.astype(str) + "-r" + membership["artist_id"].astype(str)
-    return unit.where(album >= 0, "t" + membership["track_id"].astype(str)).to_numpy()
-
-
-def _unit_counts(n_units: int, *, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_units) draws of each unit per replicate (``numpy.random.default_rng(seed)``)."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_units, (n_boot, n_units))
-    return np.stack([np.bincount(d, minlength=n_units) for d in draws]) if n_boot else np.zeros((0, n_units))
-
-
-def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
-
-
-def paired_difference(
-    correct_a,
-    correct_b,
-    units,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict:
-    """Paired bootstrap of a difference in accuracy on the same test tracks.
-
-    Parameters
-    ----------
-    correct_a, correct_b : (n_tracks,) float
-        Per test track, whether model A (B) is right: 0/1, or the fraction of seeds it is right.
-    units : (n_tracks,)
-        Resampling unit of each track (its album, :func:`resampling_units`); both models see the
-        same resampled albums in every replicate.
-    n_boot, seed, level
-        Replicates, seed and level of the percentile interval.
-
-    Returns
-    -------
-    dict with ``difference`` (mean of A - B over tracks), ``low``, ``high``, ``n_tracks``,
-    ``n_units``.
-    """
-    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"correct_a and correct_b must be equal-length 1-D arrays, got {a.shape}, {b.shape}")
-    codes, uniq = pd.factorize(pd.Series(np.asarray(units)))
-    if len(codes) != len(a):
-        raise ValueError(f"units has {len(codes)} entries for {len(a)} tracks")
-    if len(a) == 0:
-        raise ValueError("no tracks to compare")
-    diff = a - b
-    weights = _unit_counts(len(uniq), n_boot=n_boot, seed=seed)[:, codes]
-    low, high = _percentiles(weights @ diff / np.maximum(weights.sum(1), 1), level)
-    return {"difference": float(diff.mean()), "low": low, "high": high, "n_tracks": len(a), "n_units": len(uniq)}
-
-
-def summarize_seeds(results: Sequence[Mapping]) -> dict:
-    """Mean +- sd over seeds of every numeric leaf of metric dicts (same structure each).
-
-    Returns the same nesting with each numeric leaf replaced by
-    ``{'mean': float, 'sd': float (ddof=1; 0 for one seed), 'n': int}`` (None values skipped);
-    non-numeric leaves are kept from the first result.
-    """
-    if not results:
-        raise ValueError("no results to summarize")
-
-    def merge(items):
-        first = items[0]
-        if isinstance(first, Mapping):
-            return {k: merge([it[k] for it in items if isinstance(it, Mapping) and k in it]) for k in first}
-        nums = [
-            float(v)
-            for v in items
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None and math.isfinite(float(v))
-        ]
-        if isinstance(first, (int, float)) and not isinstance(first, bool) or (first is None and nums):
-            if not nums:
-                return None
-            sd = float(np.std(nums, ddof=1)) if len(nums) > 1 else 0.0
-            return {"mean": float(np.mean(nums)), "sd": sd, "n": len(nums)}
-        return first
-
-    return merge(list(results))
 
 
 # --------------------------------------------------------------------------------------------

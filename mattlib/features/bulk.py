@@ -1,37 +1,37 @@
-"""Bulk extraction into the cache: parallel, resumable, fault-tolerant."""
+"""Bulk extraction into the cache: parallel, resumable, fault-tolerant.
+
+The public API (:func:`extract`, :func:`extract_subset`, :func:`extract_audio_dir`) and each
+storage's writer (a "table" kind's parts and merge, an "array" kind's rows). The chunks of tracks
+run through :mod:`mattlib.features.parallel` (local worker processes or Ray tasks) in the
+functions of :mod:`mattlib.features.workers`; an array kind's folder (the memmap, its progress,
+damage repair) is :mod:`mattlib.features.array_folder`.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import functools
-import json
-import multiprocessing
 import os
-import signal
-import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mattlib import devices
 from mattlib.atomic import write_atomic
-from mattlib.features.audio import AudioError
+from mattlib.features.array_folder import _damaged_mel_tracks, _prepare_mel_folder
 from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
-from mattlib.features.mel import MelSettings, log_mel_torch, mel_audio, mel_filterbank
+from mattlib.features.mel import MelSettings, log_mel_torch, mel_filterbank
+from mattlib.features.parallel import _chunks, _default_chunk, _local, _progress_bar, _run
 from mattlib.features.stats import fma518_columns
 from mattlib.features.store import (
     MANIFEST,
     DamagedCacheError,
     _check_manifest,
-    _damaged_mel_rows,
-    _fix,
     _read_padded,
     _read_table,
     _write_failures,
@@ -39,7 +39,8 @@ from mattlib.features.store import (
     _write_json,
     _write_manifest,
 )
-from mattlib.locks import die_with_parent, folder_lock
+from mattlib.features.workers import _work, _work_mel_audio
+from mattlib.locks import folder_lock
 from mattlib.registry import resolve
 
 __all__ = ["KINDS", "ExtractionReport", "extract", "extract_subset", "extract_audio_dir"]
@@ -118,132 +119,6 @@ def _normalise_tracks(tracks) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
-def _single_blas_thread():
-    """Context: one BLAS/OpenMP thread.  Our matrix products are small (e.g. 96 × 257 @ 257 ×
-    1360); multi-threaded OpenBLAS spends more time synchronising than computing (2× slower on a
-    busy 2-core machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(1)
-    except Exception:  # pragma: no cover - threadpoolctl missing
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
-def _init_worker(parent: int) -> None:
-    # one BLAS/OpenMP thread per worker process: `jobs` processes already fill the cores
-    _single_blas_thread()
-    warnings.simplefilter("ignore")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker must not inherit matt's handler
-    die_with_parent(parent)  # a SIGKILLed parent leaves no worker behind
-
-
-# -- worker functions (module level: picklable) --
-
-
-def _in_one_blas_thread(fn: Callable, chunk: list):
-    """``fn(chunk)`` as a local worker runs it: one BLAS/OpenMP thread, warnings off."""
-    with _single_blas_thread(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(chunk)
-
-
-def _work(items: list[tuple[int, str]], kind: FeatureKind, settings) -> list[tuple[int, Any, bool, str | None]]:
-    """``kind``'s per-clip function over a chunk: ``(track_id, value, padded, error)`` per clip."""
-    out = []
-    for tid, path in items:
-        try:
-            value, padded = kind(path, settings)
-            out.append((tid, value, bool(padded), None))
-        except Exception as exc:  # never stop the run: record and continue
-            out.append((tid, None, False, _describe(exc)))
-    return out
-
-
-def _work_mel_audio(items, settings: MelSettings):
-    """The decoded, cropped audio of a chunk (the CUDA path computes the log-mel batched)."""
-    out = []
-    for tid, path in items:
-        try:
-            y, padded = mel_audio(path, settings)
-            out.append((tid, y, padded, None))
-        except Exception as exc:
-            out.append((tid, None, False, _describe(exc)))
-    return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, AudioError):
-        return exc.reason
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _mp_context(use_cuda: bool):
-    methods = multiprocessing.get_all_start_methods()
-    # fork starts instantly and inherits warm imports; never fork a process that holds CUDA
-    if "fork" in methods and not use_cuda and sys.platform != "darwin":
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _run(
-    fn: Callable, chunks: list[list], *, jobs: int, use_cuda: bool, on_result: Callable, bar, executor=None
-) -> None:
-    """Run ``fn(chunk)`` for every chunk (in ``jobs`` processes, or as Ray tasks of an
-    ``executor``) and feed results to ``on_result`` in the main process, at most ``2 * jobs``
-    chunks in flight (bounded memory)."""
-    if executor is not None:  # mattlib.executors.RayExecutor: one CPU task per chunk
-        # the same one-BLAS-thread setting as a local worker, so both give the same bytes
-        for res in executor.map_unordered(functools.partial(_in_one_blas_thread, fn), chunks):
-            on_result(res)
-            bar.update(len(res))
-        return
-    if jobs <= 1 or len(chunks) <= 1:
-        with _single_blas_thread():
-            for chunk in chunks:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = fn(chunk)
-                on_result(res)
-                bar.update(len(chunk))
-        return
-    with cf.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=_mp_context(use_cuda), initializer=_init_worker, initargs=(os.getpid(),)
-    ) as ex:
-        pending: set = set()
-        it = iter(chunks)
-        try:
-            for chunk in it:
-                pending.add(ex.submit(fn, chunk))
-                if len(pending) >= 2 * jobs:
-                    break
-            while pending:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    res = fut.result()
-                    on_result(res)
-                    bar.update(len(res))
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.add(ex.submit(fn, nxt))
-        except BaseException:  # Ctrl-C: no queued chunk starts (finished ones are already saved)
-            ex.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="track", disable=not enabled, smoothing=0.1, dynamic_ncols=True)
-
-
 def extract(
     tracks: Mapping[int, str | os.PathLike] | pd.Series | Iterable[tuple[int, str | os.PathLike]],
     *,
@@ -284,9 +159,12 @@ def extract(
         A finished cache that no longer matches its ``manifest.json`` (a damaged or cut file)
         raises :class:`DamagedCacheError`; with ``repair`` the damaged part is re-extracted
         (mel: the damaged parts of rows; fma518: the whole table).
-    executor : mattlib.executors.RayExecutor, optional
-        Run the chunks as Ray tasks instead of ``jobs`` local processes; the results are written
-        here exactly as locally (same files, same resume and failures).
+    executor : mattlib.executors.RayExecutor or LocalExecutor, optional
+        A :class:`~mattlib.executors.RayExecutor` runs the chunks as Ray tasks instead of ``jobs``
+        local processes; the results are written here exactly as locally (same files, same resume
+        and failures). None or a :class:`~mattlib.executors.LocalExecutor` (what
+        ``open_executor("local")`` gives): ``jobs`` local worker processes, which the extractor
+        starts itself (its start method, one BLAS thread, the parent's pid).
 
     Returns
     -------
@@ -311,7 +189,7 @@ def extract(
         raise ValueError(f"settings apply to kind={' / '.join(map(repr, with_settings))} only")
     if settings is not None and not isinstance(settings, settings_class):
         raise TypeError(f"settings must be a {settings_class.__name__}, got {type(settings).__name__}")
-    if executor is None:
+    if _local(executor):
         jobs = _cap_jobs(int(jobs))
     tracks = _normalise_tracks(tracks)
     out = Path(out)
@@ -332,10 +210,6 @@ def _cap_jobs(jobs: int) -> int:
         warnings.warn(f"jobs={jobs} capped at {available}, the CPUs this process may use", stacklevel=3)
         return available
     return jobs
-
-
-def _default_chunk(n: int, jobs: int, cap: int) -> int:
-    return max(1, min(cap, -(-n // (4 * jobs)) if n else 1))
 
 
 def _extract_table(
@@ -395,7 +269,7 @@ def _extract_table(
     chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
     with _progress_bar(len(todo), kind.name, progress) as bar:
         _run(
-            _bind(_work, kind=kind, settings=None),
+            functools.partial(_work, kind=kind, settings=None),
             _chunks(todo, chunk),
             jobs=jobs,
             use_cuda=False,
@@ -445,108 +319,6 @@ def _extract_table(
     _write_json(folder / "report.json", report.to_dict())
     _write_manifest(folder, ["features.csv", "features.parquet", "failures.csv", "padded.csv"])
     return report
-
-
-def _read_progress(path: Path, track_ids: list[int]) -> dict[int, bool]:
-    """Rows finished by earlier runs: row -> padded.  Lines that do not match the layout (e.g. a
-    half-written last line of a killed run) are ignored."""
-    done: dict[int, bool] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
-        parts = line.split(",")
-        if len(parts) != 3 or not parts[0].isdigit():
-            continue
-        row, tid, padded = int(parts[0]), parts[1], parts[2]
-        if row < len(track_ids) and tid.isdigit() and int(tid) == track_ids[row] and padded in ("0", "1"):
-            done[row] = padded == "1"
-    return done
-
-
-def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.float16) -> dict[int, bool]:
-    """Create or reuse ``mel.npy`` for exactly ``track_ids``; returns finished rows (row -> padded).
-
-    A previous store with the same settings but another track list is re-laid out, copying the
-    rows that can be reused.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    layout_path, mel_path, prog_path = folder / "layout.json", folder / "mel.npy", folder / "progress.csv"
-    shape = (len(track_ids), *settings.shape)
-    old_layout = json.loads(layout_path.read_text()) if layout_path.exists() else None
-    # the completion marker goes first: from now on the folder is "in progress"
-    for marker in (MANIFEST, "index.csv"):
-        (folder / marker).unlink(missing_ok=True)
-
-    if old_layout and mel_path.exists() and old_layout.get("settings") == settings.to_dict():
-        old_ids = old_layout["track_ids"]
-        old_done = _read_progress(prog_path, old_ids)
-        if old_ids == track_ids:
-            mm = np.load(mel_path, mmap_mode="r")
-            if mm.shape == shape and mm.dtype == np.dtype(dtype):
-                return old_done
-        # re-layout: copy finished rows of tracks we still want
-        old_mm = np.load(mel_path, mmap_mode="r")
-        pos = {t: r for r, t in enumerate(track_ids)}
-        keep = {pos[old_ids[r]]: (r, p) for r, p in old_done.items() if old_ids[r] in pos}
-        if prog_path.exists():
-            prog_path.unlink()
-
-        def write(p: Path):
-            new = np.lib.format.open_memmap(p, mode="w+", dtype=dtype, shape=shape)
-            for new_row, (old_row, _) in sorted(keep.items()):
-                new[new_row] = old_mm[old_row]
-            new.flush()
-            del new
-
-        write_atomic(mel_path.with_suffix(".npy"), write)
-        del old_mm
-        _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
-        lines = "".join(f"{r},{track_ids[r]},{int(p)}\n" for r, (_, p) in sorted(keep.items()))
-        write_atomic(prog_path, lambda p: p.write_text(lines))
-        return {r: p for r, (_, p) in keep.items()}
-
-    # fresh store
-    for p in (prog_path, layout_path):
-        if p.exists():
-            p.unlink()
-
-    def write(p: Path):
-        new = np.lib.format.open_memmap(p, mode="w+", dtype=dtype, shape=shape)
-        new.flush()
-        del new
-        # reserve the disk space now: a full disk is an OSError here, not a Bus error later
-        fd = os.open(p, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-
-    write_atomic(mel_path, write)
-    _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
-    return {}
-
-
-def _damaged_mel_tracks(folder: Path, *, repair: bool) -> set[int]:
-    """Track ids whose stored log-mel no longer matches the manifest of a finished extraction.
-
-    Without ``repair`` a damaged store raises :class:`DamagedCacheError`; with it, the damaged
-    tracks are returned (a store cut short is removed whole) and re-extracted.
-    """
-    if not (folder / MANIFEST).exists():
-        return set()  # nothing finished yet (or a killed run: resumed from progress.csv)
-    try:
-        manifest = _check_manifest(folder)
-        rows = _damaged_mel_rows(folder, manifest)
-        if rows and not repair:
-            raise DamagedCacheError(f"{folder / 'mel.npy'}: {len(rows)} rows differ from {MANIFEST}; {_fix(folder)}")
-    except DamagedCacheError:
-        if not repair:
-            raise
-        for name in ("mel.npy", "layout.json", "progress.csv", "index.csv", MANIFEST):
-            (folder / name).unlink(missing_ok=True)
-        return set()
-    ids = json.loads((folder / "layout.json").read_text())["track_ids"]
-    return {ids[r] for r in rows}
 
 
 def _extract_array(
@@ -619,11 +391,11 @@ def _extract_array(
         resolve(kind.batch)([], settings, device)  # e.g. the network's weights: one line, before any worker
     chunk = chunk_size or _default_chunk(len(todo), jobs, kind.chunk)
     if use_cuda:
-        fn = _bind(_work_mel_audio, settings=settings)
+        fn = functools.partial(_work_mel_audio, settings=settings)
     elif kind.prepare is not None:
-        fn = _bind(_work, kind=dataclasses.replace(kind, compute=kind.prepare), settings=settings)
+        fn = functools.partial(_work, kind=dataclasses.replace(kind, compute=kind.prepare), settings=settings)
     else:
-        fn = _bind(_work, kind=kind, settings=settings)
+        fn = functools.partial(_work, kind=kind, settings=settings)
     try:
         with _progress_bar(len(todo), f"{kind.name} {settings.settings_id}", progress) as bar:
             _run(
@@ -673,16 +445,6 @@ def _extract_array(
         folder, ["index.csv", "layout.json", "failures.csv"], mel=np.load(folder / "mel.npy", mmap_mode="r")
     )
     return report
-
-
-class _bind:
-    """Picklable ``functools.partial`` for keyword arguments."""
-
-    def __init__(self, fn, **kw):
-        self.fn, self.kw = fn, kw
-
-    def __call__(self, items):
-        return self.fn(items, **self.kw)
 
 
 def extract_subset(

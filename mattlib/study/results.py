@@ -13,6 +13,7 @@ import pandas as pd
 
 from mattlib.data import bags as bagging
 from mattlib.evaluation import metrics
+from mattlib.evaluation.resampling import resampling_units
 from mattlib.evaluation.results import TEST_SCORES_FILE, write_json, write_metrics
 from mattlib.study import choices
 
@@ -129,7 +130,7 @@ class ExperimentResult:
         predicted genre (``pred <label>``)."""
         test = self.membership[self.membership["split"] == "test"]
         frame = test[["track_id", "bag_id", "genre", "bag_genre"]].copy()
-        frame["album"] = metrics.resampling_units(test)  # the unit of paired bootstraps
+        frame["album"] = resampling_units(test)  # the unit of paired bootstraps
         for r in self.results:
             scores = pd.DataFrame(r.scores, index=r.bag_ids, columns=self.classes)
             # album-bag scores are looked up by bag, bags-of-one scores by track
@@ -148,7 +149,7 @@ class ExperimentResult:
         """
         test = self.membership[self.membership["split"] == "test"]
         base = test[["track_id", "bag_id", "genre", "bag_genre"]].reset_index(drop=True)
-        base["album"] = metrics.resampling_units(test)
+        base["album"] = resampling_units(test)
         parts = []
         for r in self.results:
             scores = pd.DataFrame(r.scores, index=r.bag_ids, columns=self.classes)

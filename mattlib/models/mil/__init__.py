@@ -37,7 +37,6 @@ __all__ = [
     "late_fusion",
     "make_pooling",
     "masked_softmax",
-    "synthetic_mil_task",
 ]
 
 #: Pooling name -> ``"module:class"`` (a :class:`~mattlib.models.mil.base.BagPooling`). The order
@@ -62,7 +61,6 @@ __getattr__, __dir__ = lazy_exports(
         "MeanPooling": "mattlib.models.mil.mean:MeanPooling",
         "late_fusion": "mattlib.models.fusion:late_fusion",
         "masked_softmax": "mattlib.models.mil.base:masked_softmax",
-        "synthetic_mil_task": "mattlib.models.mil.synthetic:synthetic_mil_task",
     },
 )
 

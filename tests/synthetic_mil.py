@@ -1,4 +1,4 @@
-"""A synthetic multiple-instance task for sanity checks (tests, demos); needs no torch."""
+"""A synthetic multiple-instance task for the tests' sanity checks (test_mil, test_train); needs no torch."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def synthetic_mil_task(
     seed: int = 0,
     first_track_id: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """A synthetic multiple-instance task for sanity checks (tests, demos).
+    """A synthetic multiple-instance task for sanity checks.
 
     Each bag has ``min_size..max_size`` instances; exactly one (the *key* instance, at a random
     position) carries the bag's genre: ``x = signal * p_g + 0.5 * noise`` with ``p_g`` a fixed
