@@ -13,9 +13,9 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from mattlib.data.bags import singletons
 from mattlib.evaluation.metrics import (
     average_precision_micro,
-    bags_of_one,
     evaluate,
     macro_f1,
     micro_pr_curve,
@@ -177,8 +177,8 @@ def test_evaluate_hand_case_and_json():
 
 def test_case_study_bags_of_one():
     membership, _ = _toy()
-    single = bags_of_one(membership)
-    assert list(single["bag_id"]) == ["1", "2", "3", "4", "5", "6"]
+    single = singletons(membership)
+    assert list(single["bag_id"]) == ["te:t1", "te:t2", "te:t3", "te:t4", "te:t5", "te:t6"]
     assert (single["bag_genre"] == single["genre"]).all() and (single["bag_size"] == 1).all()
     scores = np.tile([0.2, 0.5, 0.3], (6, 1))
     out = evaluate(

@@ -1,7 +1,7 @@
 """Evaluation: accuracy (track and bag level), macro-F1, balanced accuracy, per-genre recall,
 micro precision-recall / average precision, Top@K on tail genres, head/medium/tail recall,
-album bootstrap confidence intervals, and the case study (bags of one). The tail sets and
-frequency groups live in :mod:`mattlib.evaluation.tails`, the album bootstrap's pieces in
+album bootstrap confidence intervals (the case study's bags of one are
+:func:`mattlib.data.bags.singletons`). The tail sets and frequency groups live in :mod:`mattlib.evaluation.tails`, the album bootstrap's pieces in
 :mod:`mattlib.evaluation.resampling`.
 
 Conventions
@@ -27,7 +27,6 @@ from mattlib.evaluation.tails import PAPER_TAIL_SETS, frequency_groups, tail_set
 
 __all__ = [
     "average_precision_micro",
-    "bags_of_one",
     "broadcast_to_tracks",
     "evaluate",
     "macro_f1",
@@ -192,23 +191,6 @@ def _balanced_from_cm(cm: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------
 # bags -> tracks
-
-
-def bags_of_one(membership: pd.DataFrame) -> pd.DataFrame:
-    """Case study: turn a membership into bags of one track each.
-
-    Every row becomes its own bag: ``bag_id = str(track_id)``, ``bag_genre = genre``,
-    ``bag_size = 1``; other columns are kept. A model trained on album bags can then be
-    evaluated on single tracks.
-    """
-    for col in ("track_id", "genre"):
-        if col not in membership.columns:
-            raise ValueError(f"membership lacks column {col!r}")
-    out = membership.copy()
-    out["bag_id"] = out["track_id"].astype(str)
-    out["bag_genre"] = out["genre"]
-    out["bag_size"] = 1
-    return out.reset_index(drop=True)
 
 
 def broadcast_to_tracks(
