@@ -1,8 +1,8 @@
 """Evaluation: accuracy (track and bag level), macro-F1, balanced accuracy, per-genre recall,
 micro precision-recall / average precision, Top@K on tail genres, head/medium/tail recall,
 album bootstrap confidence intervals (the case study's bags of one are
-:func:`mattlib.data.bags.singletons`). The tail sets and frequency groups live in :mod:`mattlib.evaluation.tails`, the album bootstrap's pieces in
-:mod:`mattlib.evaluation.resampling`.
+:func:`mattlib.data.bags.singletons`). The tail sets and frequency groups live in
+:mod:`mattlib.evaluation.tails`, the album bootstrap's pieces in :mod:`mattlib.evaluation.resampling`.
 
 Conventions
 -----------
