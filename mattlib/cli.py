@@ -92,7 +92,7 @@ def _features(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mattlib import executors
-    from mattlib.study import grid
+    from mattlib import runner as grid
 
     spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
