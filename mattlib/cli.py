@@ -92,12 +92,11 @@ def _features(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from mattlib import executors
-    from mattlib.study import grid
+    from mattlib import runner
 
-    spec = grid.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
+    spec = runner.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
-        executor = None if isinstance(executor, executors.LocalExecutor) else executor  # grid: its own local threads
-        summary = grid.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout, executor=executor)
+        summary = runner.run_grid(spec, jobs=args.jobs, force=args.force, timeout=args.cell_timeout, executor=executor)
     print(summary.describe())
     if summary.interrupted:
         return _INTERRUPT_STATUS[summary.interrupted]

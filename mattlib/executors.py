@@ -1,13 +1,13 @@
 """Where the study's work runs: on this machine, or on a Ray cluster.
 
 Two executors with one interface (a context manager, ``map_unordered(fn, items, resources=...)``)
-sit behind one seam in :mod:`mattlib.study.grid` (grid cells) and :mod:`mattlib.features`
+sit behind one seam in :mod:`mattlib.runner` (grid cells) and :mod:`mattlib.features`
 (extraction chunks):
 
 - ``"local"`` (the default, no Ray needed): a :class:`LocalExecutor`, a pool of worker processes
   or threads on this machine. :mod:`mattlib.features` takes ``executor=None`` or a
   :class:`LocalExecutor` for it (its ``jobs`` worker processes, started by the extractor);
-  :func:`mattlib.study.grid.run_grid` takes ``executor=None`` (its own ``jobs`` threads).
+  :func:`mattlib.runner.run_grid` takes ``executor=None`` (its own ``jobs`` threads).
 - ``"ray"``: a :class:`RayExecutor`. Each work unit (a grid cell, a chunk of tracks) becomes a
   Ray task with its own resource request; results come back to the driver, which writes the cache
   and the run folder exactly as locally (same layout, same resume and failure semantics).
@@ -303,7 +303,7 @@ def open_executor(name: str = "local", *, address: str | None = None) -> Iterato
     """The executor named on the command line, entered: a :class:`LocalExecutor` (default
     settings) for ``"local"``, a :class:`RayExecutor` for ``"ray"``.
 
-    A caller that runs its own local pool (e.g. :func:`mattlib.study.grid.run_grid`'s threads)
+    A caller that runs its own local pool (e.g. :func:`mattlib.runner.run_grid`'s threads)
     passes ``None`` on for a :class:`LocalExecutor`.
 
     Raises

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from mattlib import features, paths
+from mattlib import runner as grid
 from mattlib.data import datasets, demo
-from mattlib.study import grid
 from mattlib.study.settings import Settings
 from mattlib.views import report
 

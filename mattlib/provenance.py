@@ -1,7 +1,7 @@
 """What produced a result: a digest of the ``mattlib`` package source.
 
 A finished grid cell and a training resume point are reused only when the code that made them is
-the code that runs now (:mod:`mattlib.study.grid`, :class:`mattlib.training.Trainer`).
+the code that runs now (:mod:`mattlib.runner`, :class:`mattlib.training.Trainer`).
 """
 
 from __future__ import annotations

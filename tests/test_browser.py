@@ -19,7 +19,7 @@ import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from mattlib.study import grid
+from mattlib import runner
 from mattlib.views import report
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # slow: a real JupyterLab and Chromium
@@ -280,7 +280,7 @@ def executed_run(params, tmp_path_factory) -> Path:
         ],
     }
     (base / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    summary = grid.run_grid(base / "grid.yaml", jobs=1, progress=False, timeout=300)
+    summary = runner.run_grid(base / "grid.yaml", jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     report.build_report(base / "browser")
     return base / "browser"
@@ -373,7 +373,7 @@ def test_executed_notebook_reopened_without_a_kernel_shows_the_explorers_last_vi
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
 
     # the explorer's cell: its widget output, then the last view the grid added
-    # (mattlib.study.last_view: JupyterLab's widget manager draws no widget without a kernel)
+    # (mattlib.views.last_view: JupyterLab's widget manager draws no widget without a kernel)
     view = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell:has(.jp-OutputArea-output select)"
     cell = page.locator(view)
     cell.wait_for(timeout=60_000)

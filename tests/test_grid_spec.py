@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from mattlib import runner
 from mattlib.models.spec import ModelSpec
-from mattlib.study import choices, grid
+from mattlib.runner import cells, spec
+from mattlib.study import choices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +19,7 @@ def write(tmp_path, text):
 
 
 def test_demo_and_fma_medium_params_are_valid():
-    demo = grid.load_grid(ROOT / "params" / "demo.yaml")
+    demo = runner.load_grid(ROOT / "params" / "demo.yaml")
     names = [c.notebook for c in demo.cells]
     assert names[0] == "01_data_exploration.ipynb" and names[-1] == "06_long_tail.ipynb"
     assert {Path(n).stem[:2] for n in names} == {"01", "02", "03", "04", "05", "06", "07"}
@@ -33,7 +35,7 @@ def test_demo_and_fma_medium_params_are_valid():
     order = [c.params.get("feature_set") for c in demo.stages[0][2:]]
     assert order[:6] == ["mel"] * 6 and "mel" not in order[6:]
     assert "run_dir" not in cell.params  # only notebooks that declare a parameter receive it
-    real = grid.load_grid(ROOT / "params" / "fma_medium.yaml")
+    real = runner.load_grid(ROOT / "params" / "fma_medium.yaml")
     table1 = [c for c in real.cells if c.notebook == "03_baselines.ipynb"]
     assert len({c.params["feature_set"] for c in table1}) == 13  # the paper's 12 and musicnn
 
@@ -77,30 +79,30 @@ def test_demo_and_fma_medium_params_are_valid():
     ],
 )
 def test_invalid_params_files(tmp_path, text, message):
-    with pytest.raises(grid.GridError) as err:
-        grid.load_grid(write(tmp_path, text))
+    with pytest.raises(runner.GridError) as err:
+        runner.load_grid(write(tmp_path, text))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(grid.GridError, match="params file not found"):
-        grid.load_grid(tmp_path / "nope.yaml")
-    with pytest.raises(grid.GridError, match="is a folder; give a params file"):
-        grid.load_grid(tmp_path)
+    with pytest.raises(runner.GridError, match="params file not found"):
+        runner.load_grid(tmp_path / "nope.yaml")
+    with pytest.raises(runner.GridError, match="is a folder; give a params file"):
+        runner.load_grid(tmp_path)
 
 
 def test_a_params_file_that_is_not_utf8_names_its_line(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("run: demo\n# caf\u00e9\nnotebooks: [01_data_exploration]\n".encode("latin-1"))
-    with pytest.raises(grid.GridError) as err:
-        grid.load_grid(path)
+    with pytest.raises(runner.GridError) as err:
+        runner.load_grid(path)
     assert str(err.value) == f"{path}: line 2 is not UTF-8 (byte 0xe9); save the file as UTF-8"
     assert not (tmp_path / "outputs").exists()
 
 
 def test_data_root_override_gets_its_own_cache(tmp_path):
-    spec = grid.load_grid(ROOT / "params" / "demo.yaml", data_root=tmp_path)
+    spec = runner.load_grid(ROOT / "params" / "demo.yaml", data_root=tmp_path)
     cell = spec.cells[2]
     assert cell.params["data_root"] == str(tmp_path)
     assert cell.params["cache_dir"] != "outputs/cache/demo"
@@ -161,25 +163,25 @@ def test_a_cell_is_finished_only_with_the_same_params_notebook_source_and_code(t
     (notebooks / "03_x.ipynb").write_text('{"cells": []}')
     out = tmp_path / "run" / "03_x" / "lr"
     out.mkdir(parents=True)
-    cell = grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(out)}, out)
+    cell = runner.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(out)}, out)
     (out / "params.yaml").write_text(_yaml.safe_dump({"model": "lr"}))
-    (out / "source.sha1").write_text(grid._source_digest(notebooks / "03_x.ipynb"))
+    (out / "source.sha1").write_text(cells._source_digest(notebooks / "03_x.ipynb"))
     (out / "code.sha1").write_text(code_digest())
-    assert grid.cell_status(cell, notebook_dir=notebooks) == "new"  # no metrics.json yet
+    assert runner.cell_status(cell, notebook_dir=notebooks) == "new"  # no metrics.json yet
     (out / "metrics.json").write_text("{}")
-    assert grid.is_finished(cell, notebook_dir=notebooks)
+    assert runner.is_finished(cell, notebook_dir=notebooks)
     # a finished run folder that is moved still counts as finished (its path is not a parameter)
     moved = tmp_path / "elsewhere" / "03_x" / "lr"
     shutil.copytree(out, moved)
-    assert grid.is_finished(
-        grid.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(moved)}, moved), notebook_dir=notebooks
+    assert runner.is_finished(
+        runner.Cell("03_x.ipynb", "lr", {"model": "lr", "output_dir": str(moved)}, moved), notebook_dir=notebooks
     )
-    changed = grid.Cell("03_x.ipynb", "lr", {"model": "svm", "output_dir": str(out)}, out)
-    assert grid.cell_status(changed, notebook_dir=notebooks) == "parameters"
+    changed = runner.Cell("03_x.ipynb", "lr", {"model": "svm", "output_dir": str(out)}, out)
+    assert runner.cell_status(changed, notebook_dir=notebooks) == "parameters"
     (out / "code.sha1").write_text("0" * 40)  # made by other mattlib code
-    assert grid.cell_status(cell, notebook_dir=notebooks) == "code"
+    assert runner.cell_status(cell, notebook_dir=notebooks) == "code"
     (notebooks / "03_x.ipynb").write_text('{"cells": [1]}')  # the notebook was edited
-    assert grid.cell_status(cell, notebook_dir=notebooks) == "notebook"
+    assert runner.cell_status(cell, notebook_dir=notebooks) == "notebook"
 
 
 def test_the_code_digest_changes_with_a_library_function(tmp_path):
@@ -208,8 +210,8 @@ def test_the_code_digest_changes_with_a_library_function(tmp_path):
 )
 def test_types_and_ranges_fail_when_the_params_file_is_read(tmp_path, setting, value, message):
     text = f"defaults: {{{setting}: {value}}}\nnotebooks: [{{notebook: 04_mil}}]"
-    with pytest.raises(grid.GridError) as err:
-        grid.load_grid(write(tmp_path, text))
+    with pytest.raises(runner.GridError) as err:
+        runner.load_grid(write(tmp_path, text))
     assert message in str(err.value) and "04_mil.ipynb" in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -227,4 +229,4 @@ def test_settings_object():
         Settings.from_parameters({"colour": "red"}, strict=True)
     # every notebook parameter the study declares has one declared constraint
     for path in sorted((ROOT / "notebooks").glob("0[3-5]_*.ipynb")):
-        assert set(grid._notebook_parameters(path)) <= set(Settings.names()) | {"logit_adjustment"}, path.name
+        assert set(spec._notebook_parameters(path)) <= set(Settings.names()) | {"logit_adjustment"}, path.name

@@ -87,7 +87,8 @@ def leaky_copy(root, tmp_path):
 
 @pytest.mark.slow
 def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tiny_study, tmp_path):
-    from mattlib.study import experiment, grid
+    from mattlib import runner
+    from mattlib.study import experiment
 
     root, album = leaky_copy(tiny_study["data_root"], tmp_path)
     params = one_cell_params(tmp_path / "leaky.yaml", root=root, cache=tiny_study["cache_dir"])
@@ -104,7 +105,7 @@ def test_a_leaking_split_stops_the_run_unless_allowed_and_the_report_says_so(tin
         experiment.load(Settings(data_root=root, cache_dir=tiny_study["cache_dir"], feature_set="mfcc"))
 
     one_cell_params(params, root=root, cache=tiny_study["cache_dir"], allow_leakage=True)
-    summary = grid.run_grid(params, jobs=1, progress=False, timeout=300)
+    summary = runner.run_grid(params, jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     from mattlib.views import report
 
@@ -239,13 +240,14 @@ def test_a_cell_that_trains_from_scratch_says_so_on_the_console(tmp_path):
     import json
     from pathlib import Path
 
-    from mattlib.study import grid
+    from mattlib import runner
+    from mattlib.runner import execute, schedule
 
     notebook = tmp_path / "notebook.ipynb"
     line = f"{tmp_path}/checkpoints/last.pt was saved by another run (epochs changed); training from scratch"
     outputs = [{"output_type": "stream", "name": "stderr", "text": ["epoch 1\n", line + "\n"]}]
     notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs}]}))
-    assert grid._console_notes(notebook) == (line,)
+    assert execute._console_notes(notebook) == (line,)
     written = []
 
     class Bar:
@@ -258,8 +260,8 @@ def test_a_cell_that_trains_from_scratch_says_so_on_the_console(tmp_path):
         def write(self, text):
             written.append(text)
 
-    cell = grid.Cell(notebook="04_mil.ipynb", cell_id="all-mlp-mean", params={}, output_dir=Path("x"))
-    grid._record(grid.CellResult(cell, "done", notes=(line,)), grid.RunSummary(run_dir=tmp_path), Bar())
+    cell = runner.Cell(notebook="04_mil.ipynb", cell_id="all-mlp-mean", params={}, output_dir=Path("x"))
+    schedule._record(runner.CellResult(cell, "done", notes=(line,)), runner.RunSummary(run_dir=tmp_path), Bar())
     assert written == [f"04_mil/all-mlp-mean: {line}"]
 
 

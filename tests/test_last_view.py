@@ -6,8 +6,7 @@ from ipywidgets import HBox, IntProgress
 from ipywidgets.embed import dependency_state
 from test_widgets import DATA
 
-from mattlib.study import last_view
-from mattlib.views import report_html, widgets
+from mattlib.views import last_view, report_html, widgets
 
 PLOTLY = last_view.PLOTLY_JSON
 

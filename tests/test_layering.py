@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mattlib"
-STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "pipeline", "cli"]
+STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "runner", "pipeline", "cli"]
 UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices", "atomic", "errors"}
 
 

@@ -13,9 +13,8 @@ import pytest
 import ray
 from test_study import ROOT, matt, params_file
 
-from mattlib import executors, features
+from mattlib import executors, features, runner
 from mattlib.data import fma
-from mattlib.study import grid
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +144,10 @@ def test_an_interrupted_ray_run_resumes(tiny_study, tmp_path, ray_address):
 def test_resources_in_a_params_file_are_validated(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text("notebooks: [{notebook: 03_baselines, resources: {num_gpu: 1}}]")
-    with pytest.raises(grid.GridError, match=r"unknown resource 'num_gpu'; valid: num_cpus, num_gpus, memory"):
-        grid.load_grid(path)
+    with pytest.raises(runner.GridError, match=r"unknown resource 'num_gpu'; valid: num_cpus, num_gpus, memory"):
+        runner.load_grid(path)
     path.write_text("notebooks: [{notebook: 04_mil, grid: {seed: [0, 1]}, resources: {num_gpus: 1}}]")
-    assert [c.resources for c in grid.load_grid(path).cells] == [{"num_gpus": 1.0}] * 2
+    assert [c.resources for c in runner.load_grid(path).cells] == [{"num_gpus": 1.0}] * 2
 
 
 def test_ray_executor_without_ray_is_one_clear_line(tmp_path):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mattlib import paths
+from mattlib import paths, runner
 from mattlib.data import datasets, fma
 from mattlib.features import MelSettings
-from mattlib.study import choices, experiment, grid
+from mattlib.study import choices, experiment
 from mattlib.study.settings import Settings, SettingsError
 from mattlib.views import report
 
@@ -80,7 +80,7 @@ def test_every_registered_name_is_accepted_everywhere(tmp_path):
     for pooling in choices.POOLINGS:  # a params file accepts it too
         path = tmp_path / f"{pooling}.yaml"
         path.write_text(f"defaults: {{pooling: {pooling}}}\nnotebooks: [{{notebook: 04_mil}}]\n")
-        grid.load_grid(path)
+        runner.load_grid(path)
 
 
 _SUM_POOLING = """
@@ -105,8 +105,8 @@ def test_a_pooling_registered_in_one_place_is_valid_everywhere(tmp_path, monkeyp
     params.write_text("defaults: {pooling: sum}\nnotebooks: [{notebook: 04_mil}]\n")
     with pytest.raises(SettingsError, match="unknown pooling 'sum'"):
         Settings(pooling="sum")
-    with pytest.raises(grid.GridError, match="sum"):
-        grid.load_grid(params)
+    with pytest.raises(runner.GridError, match="sum"):
+        runner.load_grid(params)
 
     (tmp_path / "sum_pooling.py").write_text(_SUM_POOLING)
     monkeypatch.syspath_prepend(tmp_path)
@@ -114,7 +114,7 @@ def test_a_pooling_registered_in_one_place_is_valid_everywhere(tmp_path, monkeyp
 
     assert choices.POOLINGS[-1] == "sum" and choices.POOLINGS[:2] == ("none", "late")
     assert Settings(pooling="sum").pooling == "sum"
-    grid.load_grid(params)
+    runner.load_grid(params)
     assert experiment.model_label("mlp", "sum") == "MLP+sum"
     import torch
 
@@ -127,7 +127,7 @@ def test_a_pooling_registered_in_one_place_is_valid_everywhere(tmp_path, monkeyp
 def test_settings_and_the_registries_load_without_torch():
     """The params-file validator reads the pooling / encoder registries without importing torch."""
     code = (
-        "import sys; from mattlib.study import choices, grid, settings; "
+        "import sys; from mattlib import runner; from mattlib.study import choices, settings; "
         "settings.Settings(pooling='matt', model='crnn_tf'); choices.POOLINGS; choices.MODELS; "
         "from mattlib.models.mil import POOLINGS, make_pooling; from mattlib.models.encoders import ENCODERS; "
         "assert 'torch' not in sys.modules, 'torch was imported'"

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from mattlib import runner
 from mattlib.features import MelSettings
-from mattlib.study import experiment, grid
+from mattlib.runner import schedule
+from mattlib.study import experiment
 from mattlib.study.settings import Settings
 from mattlib.views import report
 
@@ -122,7 +124,7 @@ def test_every_notebook_runs_and_the_report_shows_the_study(tiny_study, tmp_path
             {"notebook": "06_long_tail"},
         ],
     )
-    summary = grid.run_grid(spec, jobs=2, progress=False, timeout=300)
+    summary = runner.run_grid(spec, jobs=2, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     assert len(summary.results) == 10
     run_dir = tiny_study["base"] / "outputs" / "tiny"
@@ -297,7 +299,7 @@ def test_data_exploration_on_real_fma_rows(fma_root, tmp_path):
             }
         )
     )
-    summary = grid.run_grid(spec, jobs=1, progress=False, timeout=300)
+    summary = runner.run_grid(spec, jobs=1, progress=False, timeout=300)
     assert summary.ok, summary.describe()
     metrics = json.loads(
         (tmp_path / "outputs" / "real" / "01_data_exploration" / "default" / "metrics.json").read_text()
@@ -321,12 +323,12 @@ def test_grid_gives_each_running_cell_its_own_slot(monkeypatch, tmp_path):
         _time.sleep(0.05 if cell.cell_id.endswith("0") else 0.01)
         with lock:
             running.discard(slot)
-        return grid.CellResult(cell, "done")
+        return runner.CellResult(cell, "done")
 
-    monkeypatch.setattr(grid, "run_cell", fake_run_cell)
-    cells = [grid.Cell("03_baselines.ipynb", f"c{i}", {}, tmp_path / f"c{i}") for i in range(9)]
-    spec = grid.GridSpec(run="slots", run_dir=tmp_path, stages=[cells])
-    summary = grid.run_grid(spec, jobs=3, progress=False, force=True)
+    monkeypatch.setattr(schedule, "run_cell", fake_run_cell)
+    cells = [runner.Cell("03_baselines.ipynb", f"c{i}", {}, tmp_path / f"c{i}") for i in range(9)]
+    spec = runner.GridSpec(run="slots", run_dir=tmp_path, stages=[cells])
+    summary = runner.run_grid(spec, jobs=3, progress=False, force=True)
     assert summary.ok and len(summary.results) == 9
     assert set(seen) == {0, 1, 2}
 
@@ -350,7 +352,7 @@ def test_a_cell_that_runs_too_long_fails_instead_of_stalling_the_grid(tiny_study
         ],
         run="too_long",
     )
-    summary = grid.run_grid(spec, jobs=1, progress=False, timeout=8)
+    summary = runner.run_grid(spec, jobs=1, progress=False, timeout=8)
     [result] = summary.results
     assert result.status == "failed" and result.seconds < 120
     assert "timed out" in result.error.lower() or "time limit" in result.error, result.error

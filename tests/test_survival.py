@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mattlib import features, locks
+from mattlib import features, locks, runner
 from mattlib.data import fma
 from mattlib.features import audio, stats
-from mattlib.study import grid
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -51,7 +50,7 @@ def tiny_notebooks(folder: Path) -> Path:
     return folder
 
 
-def tiny_spec(tmp_path: Path, *, run="tiny", output_root=None, **params) -> grid.GridSpec:
+def tiny_spec(tmp_path: Path, *, run="tiny", output_root=None, **params) -> runner.GridSpec:
     spec = tmp_path / f"{run}.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -63,10 +62,10 @@ def tiny_spec(tmp_path: Path, *, run="tiny", output_root=None, **params) -> grid
             }
         )
     )
-    return grid.load_grid(spec, notebook_dir=tiny_notebooks(tmp_path / "notebooks"))
+    return runner.load_grid(spec, notebook_dir=tiny_notebooks(tmp_path / "notebooks"))
 
 
-def metrics_of(spec: grid.GridSpec) -> dict:
+def metrics_of(spec: runner.GridSpec) -> dict:
     return {
         c.cell_id: json.loads((c.output_dir / "metrics.json").read_text())
         for c in spec.cells
@@ -114,13 +113,13 @@ def matt_process(*args: str, token: str) -> subprocess.Popen:
 
 def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
     spec = tiny_spec(tmp_path)
-    assert grid.run_grid(spec, progress=False, jobs=2).ok
+    assert runner.run_grid(spec, progress=False, jobs=2).ok
     good = metrics_of(spec)
     assert good == {"1": {"value": 1}, "2": {"value": 2}}
 
     # an edited params file whose cells fail: the last good results stay, the attempts are named
     failing = tiny_spec(tmp_path, fail=True)
-    summary = grid.run_grid(failing, progress=False, jobs=2)
+    summary = runner.run_grid(failing, progress=False, jobs=2)
     assert [r.status for r in summary.results] == ["failed", "failed"]
     assert metrics_of(failing) == good
     text = summary.describe()
@@ -131,18 +130,18 @@ def test_a_failing_rerun_keeps_the_last_good_result(tmp_path):
     broken = yaml.safe_load(failing.source.read_text())
     broken["defaults"]["data_root"] = str(tmp_path / "typo")
     failing.source.write_text(yaml.safe_dump(broken))
-    with pytest.raises(grid.GridError, match="data root not found"):
-        grid.run_grid(grid.load_grid(failing.source, notebook_dir=failing.notebook_dir), progress=False, force=True)
+    with pytest.raises(runner.GridError, match="data root not found"):
+        runner.run_grid(runner.load_grid(failing.source, notebook_dir=failing.notebook_dir), progress=False, force=True)
     assert metrics_of(spec) == good
 
     # a run folder that is moved still counts as finished
     shutil.copytree(spec.run_dir, tmp_path / "moved" / "tiny")
     moved = tiny_spec(tmp_path, output_root=tmp_path / "moved")
-    assert [r.status for r in grid.run_grid(moved, progress=False, jobs=2).results] == ["skipped", "skipped"]
+    assert [r.status for r in runner.run_grid(moved, progress=False, jobs=2).results] == ["skipped", "skipped"]
 
     # results made by other mattlib code are stale: counted and re-run
     (moved.cells[0].output_dir / "code.sha1").write_text("0" * 40 + "\n")
-    summary = grid.run_grid(moved, progress=False, jobs=2)
+    summary = runner.run_grid(moved, progress=False, jobs=2)
     assert sorted(r.status for r in summary.results) == ["done", "skipped"]
     assert "1 cells stale (mattlib code changed: 1)" in summary.describe()
 
@@ -282,8 +281,8 @@ def test_metadata_cut_mid_record_is_refused(tmp_path):
     with pytest.raises(fma.FMADataError) as err:
         fma.load_tracks(tmp_path)
     assert "tracks.csv is cut short" in str(err.value) and str(meta / "tracks.csv") in str(err.value)
-    with pytest.raises(grid.GridError, match="cut short"):
-        grid.check_inputs([grid.Cell("01_x.ipynb", "a", {"data_root": str(tmp_path)}, tmp_path / "r" / "n" / "a")])
+    with pytest.raises(runner.GridError, match="cut short"):
+        runner.check_inputs([runner.Cell("01_x.ipynb", "a", {"data_root": str(tmp_path)}, tmp_path / "r" / "n" / "a")])
     # FMA's own genres.csv (starts at genre 1, is large) must hold all 163 rows
     lines = (DATA / "fma_metadata" / "genres.csv").read_text().splitlines(keepends=True)
     (meta / "genres.csv").write_text("".join(lines[:120]))

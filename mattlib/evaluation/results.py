@@ -1,7 +1,7 @@
 """Writing a notebook's results: ``metrics.json`` and tables, atomically.
 
 Every notebook ends by calling :func:`write_metrics`; :mod:`mattlib.views.report` and
-:mod:`mattlib.study.grid` read the files back. A file is written to a temporary name and renamed, so a
+:mod:`mattlib.runner` read the files back. A file is written to a temporary name and renamed, so a
 crash never leaves a half-written ``metrics.json`` that looks finished.
 """
 

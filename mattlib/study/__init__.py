@@ -1,1 +1,1 @@
-"""Stage 6, study: the settings object, one experiment in a few calls, papermill grids over params/."""
+"""Stage 6, study: the settings object, one experiment in a few calls."""

@@ -1,7 +1,7 @@
 """Every setting of the study, declared once: name, type, range or choices, default.
 
 :class:`Settings` is a frozen dataclass; its ``_parameter_constraints`` (scikit-learn style) are
-checked in one place, :func:`check_setting`, by the params-file reader (:mod:`mattlib.study.grid`) and
+checked in one place, :func:`check_setting`, by the params-file reader (:mod:`mattlib.runner`) and
 by :meth:`Settings.from_parameters`. A bad value fails with one line naming the setting, the value
 and what is allowed::
 

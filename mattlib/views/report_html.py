@@ -9,7 +9,7 @@ and widgets stay blank. The report's pages instead use:
   (plain static files, no Django needed);
 - no require.js (nothing on the pages needs it), no mermaid, and no widget manager: no offline build of the
   ipywidgets HTML manager ships with a Python package, so a widget is drawn as its last view
-  (:mod:`mattlib.study.last_view`: its controls' last values and its figures, drawn statically).
+  (:mod:`mattlib.views.last_view`: its controls' last values and its figures, drawn statically).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from mattlib.study import last_view
+from mattlib.views import last_view
 
 __all__ = ["PLOTLY_CONFIG", "SVG_EXPORT", "format_table", "write_assets", "render_notebook", "render_notebooks"]
 

@@ -239,7 +239,7 @@ class AttentionExplorer:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         # where the widget is not drawn (an untrusted notebook, a plain-text viewer), one line
-        # instead of the VBox's repr; executed notebooks carry its last view below (study.last_view)
+        # instead of the VBox's repr; executed notebooks carry its last view below (views.last_view)
         bundle = self.widget._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = "Attention explorer (interactive widget)"
         return bundle

@@ -1,4 +1,4 @@
-"""One grid cell's papermill run, in a process of its own: ``python -m mattlib.study.papermill_cell``.
+"""One grid cell's papermill run, in a process of its own: ``python -m mattlib.runner.papermill_cell``.
 
 The same run as papermill's command line (parameters from a YAML file, then the runner's own as
 JSON), with one setting the command line does not offer: when the last cell has run, the kernel is
@@ -16,7 +16,7 @@ import logging
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mattlib.study.papermill_cell", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mattlib.runner.papermill_cell", description=__doc__.split("\n")[0])
     parser.add_argument("notebook", help="the source notebook")
     parser.add_argument("output", help="where the executed notebook is written (saved as it runs)")
     parser.add_argument("--parameters-file", required=True, help="YAML mapping of the cell's parameters")
