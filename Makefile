@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?=
 PARAMS ?= params/demo.yaml
-JOBS   ?= 2
+JOBS   ?=
 PYTEST_ARGS ?=
 
 .PHONY: study test venv clean-outputs chromium test-browser lint
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(BIN)/matt study $(if $(DATA),--data $(DATA)) --params $(PARAMS) --jobs $(JOBS)
+	$(BIN)/matt study $(if $(DATA),--data $(DATA)) --params $(PARAMS) $(if $(JOBS),--jobs $(JOBS))
 
 test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

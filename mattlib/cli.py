@@ -23,7 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mattlib.executors import EXECUTORS
+from mattlib.executors import EXECUTORS, JOBS
 
 DEFAULT_DEMO_ROOT = Path("data/demo")
 #: Exit status after an interrupt: 128 + the signal's number, as a shell reports it.
@@ -91,8 +91,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mattlib import executors
-    from mattlib import runner
+    from mattlib import executors, runner
 
     spec = runner.load_grid(args.params, data_root=args.data)  # a bad params file fails before Ray starts
     with executors.open_executor(args.executor, address=args.address) as executor:
@@ -174,6 +173,20 @@ def _executor_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"jobs must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _jobs_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--jobs", type=_jobs, default=JOBS, metavar="N", help=f"{what} (default {JOBS})")
+
+
 def _cell_timeout_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cell-timeout",
@@ -206,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-dir", type=Path, default=None, help="extract every *.mp3 below DIR")
     p.add_argument("--kind", required=True, type=_feature_kind, help="fma518, mel, ... (mattlib.features.kinds)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--jobs", type=int, default=1)
+    _jobs_argument(p, "extraction worker processes")
     p.add_argument(
         "--repair",
         action="store_true",
@@ -224,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="execute a papermill grid from params/*.yaml")
     p.add_argument("params", type=Path)
-    p.add_argument("--jobs", type=int, default=1)
+    _jobs_argument(p, "cells at once")
     p.add_argument("--force", action="store_true", help="re-run cells that already finished")
     p.add_argument("--data", type=Path, default=None, help="override data_root")
     _cell_timeout_argument(p)
@@ -233,13 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="gather a run's metrics into tables, figures and HTML")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--jobs", type=int, default=2, help="processes rendering the notebooks")
+    _jobs_argument(p, "processes rendering the notebooks")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("study", help="demo data (if absent) + features + grid + report")
     p.add_argument("--data", type=Path, default=None, help="data root (default: the params file's)")
     p.add_argument("--params", type=Path, default=Path("params/demo.yaml"))
-    p.add_argument("--jobs", type=int, default=2)
+    _jobs_argument(p, "extraction worker processes, cells at once, notebooks rendered")
     p.add_argument("--force", action="store_true")
     _cell_timeout_argument(p)
     p.set_defaults(func=_study)

@@ -7,7 +7,7 @@ sit behind one seam in :mod:`mattlib.runner` (grid cells) and :mod:`mattlib.feat
 - ``"local"`` (the default, no Ray needed): a :class:`LocalExecutor`, a pool of worker processes
   or threads on this machine. :mod:`mattlib.features` takes ``executor=None`` or a
   :class:`LocalExecutor` for it (its ``jobs`` worker processes, started by the extractor);
-  :func:`mattlib.runner.run_grid` takes ``executor=None`` (its own ``jobs`` threads).
+  :func:`mattlib.runner.run_grid` runs its own ``jobs`` threads for it.
 - ``"ray"``: a :class:`RayExecutor`. Each work unit (a grid cell, a chunk of tracks) becomes a
   Ray task with its own resource request; results come back to the driver, which writes the cache
   and the run folder exactly as locally (same layout, same resume and failure semantics).
@@ -29,6 +29,7 @@ from mattlib.errors import MattError
 
 __all__ = [
     "EXECUTORS",
+    "JOBS",
     "RESOURCE_KEYS",
     "ExecutorError",
     "LocalExecutor",
@@ -37,6 +38,9 @@ __all__ = [
     "validate_resources",
 ]
 
+#: How many things run at once on this machine unless told (``jobs``: extraction worker processes,
+#: grid cells, notebooks rendered); each of ``jobs`` grid cells gets ``cpu_count // jobs`` threads.
+JOBS = 2
 #: Executor names (``--executor``).
 EXECUTORS = ("local", "ray")
 #: Resource requests a params file may give a notebook entry (Ray's names; the local executor

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mattlib import features, paths
-from mattlib import runner as grid
+from mattlib import features, paths, runner
 from mattlib.data import datasets, demo
+from mattlib.executors import JOBS
 from mattlib.study.settings import Settings
 from mattlib.views import report
 
@@ -19,7 +19,7 @@ def run_study(
     *,
     params: str | Path = "params/demo.yaml",
     data_root: str | Path | None = None,
-    jobs: int = 2,
+    jobs: int = JOBS,
     force: bool = False,
     cell_timeout: float | None = None,
 ) -> tuple[Path, bool]:
@@ -33,7 +33,7 @@ def run_study(
     def lap(stage: str) -> None:
         timings[stage] = time.perf_counter() - start - sum(timings.values())
 
-    spec = grid.load_grid(params, data_root=data_root)
+    spec = runner.load_grid(params, data_root=data_root)
     settings, study = Settings.from_parameters(spec.defaults), spec.study
     root, cache = paths.resolve(settings.data_root), paths.resolve(settings.cache_dir)
     if not any(kind.looks_like(root) for kind in datasets.DATASETS.values()):
@@ -42,7 +42,7 @@ def run_study(
         print(f"building the demo dataset in {root} ...")
         demo.generate_demo(root, **{"jobs": jobs, **dict(study.get("demo_options") or {})})
         lap("demo data")
-    dataset = datasets.open_dataset(root, kind=settings.dataset)
+    dataset = datasets.open_dataset(root, dataset=settings.dataset)
     for kind in study.get("features", ["fma518", "mel"]):
         official = dataset.official_features_path()
         if kind == "fma518" and official is not None:
@@ -55,7 +55,7 @@ def run_study(
         )
         print(f"  {extraction}")
         lap(kind)
-    summary = grid.run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
+    summary = runner.run_grid(spec, jobs=jobs, force=force, timeout=cell_timeout)
     lap("grid")
     print(summary.describe())
     if summary.interrupted:

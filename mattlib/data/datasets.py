@@ -227,13 +227,14 @@ def detect_dataset(root: str | Path) -> str:
     )
 
 
-def open_dataset(root: str | Path, *, kind: str = "auto") -> Dataset:
-    """Open the dataset at ``root``; ``kind`` is a key of :data:`DATASETS` or "auto"."""
-    if kind == "auto":
-        kind = detect_dataset(root)
-    if kind not in DATASETS:
-        raise DatasetError(f"unknown dataset kind {kind!r}; valid: auto, {', '.join(DATASETS)}")
-    return DATASETS[kind](root)
+def open_dataset(root: str | Path, *, dataset: str = "auto") -> Dataset:
+    """Open the dataset at ``root``; ``dataset`` is a key of :data:`DATASETS` or "auto" (which
+    one the folder holds, :func:`detect_dataset`)."""
+    if dataset == "auto":
+        dataset = detect_dataset(root)
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown dataset {dataset!r}; valid: auto, {', '.join(DATASETS)}")
+    return DATASETS[dataset](root)
 
 
 def write_collection(root: str | Path, tracks: pd.DataFrame) -> Path:

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mattlib.executors import JOBS
 from mattlib.data import planted
 from mattlib.data.demo_features import (  # noqa: F401 - re-exported
     _medium_features,
@@ -132,7 +133,7 @@ def generate_demo(
     seconds: float = DEFAULT_SECONDS,
     seed: int = 0,
     sr: int = 22050,
-    jobs: int = 2,
+    jobs: int = JOBS,
     progress: bool = True,
 ) -> Path:
     """Generate the demo dataset, in FMA's on-disk format, under ``out``.

@@ -23,6 +23,7 @@ import pandas as pd
 
 from mattlib import devices
 from mattlib.atomic import write_atomic
+from mattlib.executors import JOBS
 from mattlib.features.array_folder import _damaged_mel_tracks, _prepare_mel_folder
 from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
 from mattlib.features.mel import MelSettings, log_mel_torch, mel_filterbank
@@ -124,7 +125,7 @@ def extract(
     *,
     kind: str,
     out: str | os.PathLike,
-    jobs: int = 1,
+    jobs: int = JOBS,
     settings: MelSettings | None = None,
     progress: bool = True,
     chunk_size: int | None = None,
@@ -453,7 +454,7 @@ def extract_subset(
     subset: str,
     kind: str,
     out: str | os.PathLike,
-    jobs: int = 1,
+    jobs: int = JOBS,
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,
@@ -488,7 +489,7 @@ def extract_audio_dir(
     *,
     kind: str,
     out: str | os.PathLike,
-    jobs: int = 1,
+    jobs: int = JOBS,
     settings: MelSettings | None = None,
     progress: bool = True,
     device: str | None = None,

@@ -119,7 +119,7 @@ def check_inputs(cells: list[Cell]) -> None:
         try:
             if not Path(root).is_dir() or (datasets.detect_dataset(root) if kind == "auto" else kind) == "fma":
                 fma.check_metadata(root)  # names a missing file before it is parsed
-            source = datasets.open_dataset(root, kind=kind)
+            source = datasets.open_dataset(root, dataset=kind)
             membership = bags.make_bags(source.tracks(subset=subset))
         except fma.FMADataError as err:
             raise GridError(f"data_root {root}: {err}") from None

@@ -24,6 +24,7 @@ import yaml
 from mattlib import devices
 from mattlib.atomic import write_atomic
 from mattlib.evaluation.results import METRICS_FILE
+from mattlib.executors import JOBS
 from mattlib.provenance import code_digest
 from mattlib.runner.cells import _identity, _publish, _source_digest, attempt_dir
 from mattlib.runner.spec import NOTEBOOK_DIR, Cell
@@ -62,7 +63,7 @@ def run_cell(
     cell: Cell,
     *,
     slot: int = 0,
-    jobs: int = 1,
+    jobs: int = JOBS,
     notebook_dir: Path = NOTEBOOK_DIR,
     timeout: float | None = None,
     force: bool = False,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mattlib.evaluation.results import METRICS_FILE
-from mattlib.executors import LocalExecutor, RayExecutor
+from mattlib.executors import JOBS, LocalExecutor, RayExecutor
 from mattlib.locks import folder_lock
 from mattlib.runner.cells import cell_status, check_inputs
 from mattlib.runner.execute import CellResult, run_cell
@@ -72,7 +72,7 @@ class RunSummary:
 def run_grid(
     params: str | Path | GridSpec,
     *,
-    jobs: int = 1,
+    jobs: int = JOBS,
     force: bool = False,
     data_root: str | Path | None = None,
     progress: bool = True,

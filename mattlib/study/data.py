@@ -117,7 +117,7 @@ def load(settings: Settings, *, features_source: str = "auto") -> StudyData:
         ``metrics.json`` records the leak).
     """
     data_root, cache_dir = paths.resolve(settings.data_root), paths.resolve(settings.cache_dir)
-    source = datasets.open_dataset(data_root, kind=settings.dataset)
+    source = datasets.open_dataset(data_root, dataset=settings.dataset)
     tracks = source.tracks(subset=settings.subset)
     instances, track_index = _instances(settings, dataset=source, cache_dir=cache_dir, features_source=features_source)
     if isinstance(instances, pd.DataFrame):

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from mattlib import paths
 from mattlib.errors import MattError
+from mattlib.executors import JOBS
 from mattlib.features.mel import CROPS as MEL_CROPS
 from mattlib.features.mel import MelSettings
 from mattlib.features.musicnn import TAGS as MUSICNN_TAGS
@@ -204,7 +205,7 @@ class Settings:
     musicnn_model: str = _MUSICNN.model
     musicnn_vector: str = _MUSICNN.vector
     kind: str = "both"
-    jobs: int = 2
+    jobs: int = JOBS
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mattlib.executors import JOBS
 from mattlib.locks import FolderLocked, folder_lock
 from mattlib.views import report_attention, report_html, runs, verdict
 
@@ -434,7 +435,7 @@ def _bags_per_genre(run_dir: Path, cells) -> pd.DataFrame:
 
 
 def build_report(
-    run_dir: str | Path, *, jobs: int = 1, cells: Iterable[str | Path] | None = None, n_boot: int = 1000
+    run_dir: str | Path, *, jobs: int = JOBS, cells: Iterable[str | Path] | None = None, n_boot: int = 1000
 ) -> Path:
     """Write ``<run_dir>/report/``: the verdict (forest plot and paragraph), ``paired.csv``, Tables
     I and II, AP, the case study, precision–recall, attention, rendered notebooks, ``index.html``.

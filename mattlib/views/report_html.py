@@ -21,6 +21,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from mattlib.executors import JOBS
 from mattlib.views import last_view
 
 __all__ = ["PLOTLY_CONFIG", "SVG_EXPORT", "format_table", "write_assets", "render_notebook", "render_notebooks"]
@@ -140,7 +141,7 @@ def render_notebook(nb_path: str | Path, target: str | Path) -> Path:
     return target
 
 
-def render_notebooks(run_dir: str | Path, out_dir: str | Path, *, jobs: int = 1) -> list[tuple[str, str, str]]:
+def render_notebooks(run_dir: str | Path, out_dir: str | Path, *, jobs: int = JOBS) -> list[tuple[str, str, str]]:
     """Render every executed notebook of a run (only those newer than their page), ``jobs`` at a time.
 
     Returns
