@@ -23,6 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from mattlib.errors import MattError
 from mattlib.executors import EXECUTORS, JOBS
 
 DEFAULT_DEMO_ROOT = Path("data/demo")
@@ -45,7 +46,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
     if args.fma_medium_features:
         if args.tracks is not None or args.seconds is not None:
-            raise ValueError("--fma-medium-features has FMA medium's size and no audio: drop --tracks/--seconds")
+            raise demo.DemoError("--fma-medium-features has FMA medium's size and no audio: drop --tracks/--seconds")
         print(
             f"FMA-medium-shaped metadata and features.csv written to "
             f"{demo.generate_fma_medium_features(args.out, seed=args.seed)}"
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"matt {args.command}: error: {_describe_os_error(err, writing=_written_folder(args))}", file=sys.stderr)
         return 2
-    except (ValueError, RuntimeError) as err:
+    except MattError as err:  # bad input, named with its fix; any other exception is a bug and keeps its traceback
         print(f"matt {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -32,6 +32,7 @@ __all__ = [
     "JOBS",
     "RESOURCE_KEYS",
     "ExecutorError",
+    "ExecutorOptionError",
     "LocalExecutor",
     "RayExecutor",
     "open_executor",
@@ -48,6 +49,10 @@ EXECUTORS = ("local", "ray")
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 
 _NO_RAY = "--executor ray needs Ray, an optional extra: pip install 'mattlib[ray]' (or pip install 'ray[default]')"
+
+
+class ExecutorOptionError(MattError, ValueError):
+    """An executor asked for what it cannot give (an unknown name or resource, a misplaced option)."""
 
 
 class ExecutorError(MattError, RuntimeError):
@@ -71,9 +76,9 @@ def validate_resources(value: Any, *, where: str) -> dict[str, float]:
     out = {}
     for key, amount in value.items():
         if key not in RESOURCE_KEYS:
-            raise ValueError(f"{where}: unknown resource {key!r}; valid: {', '.join(RESOURCE_KEYS)}")
+            raise ExecutorOptionError(f"{where}: unknown resource {key!r}; valid: {', '.join(RESOURCE_KEYS)}")
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
-            raise ValueError(f"{where}: resource {key} must be a number >= 0, got {amount!r}")
+            raise ExecutorOptionError(f"{where}: resource {key} must be a number >= 0, got {amount!r}")
         out[key] = float(amount)
     return out
 
@@ -318,10 +323,10 @@ def open_executor(name: str = "local", *, address: str | None = None) -> Iterato
         If Ray is asked for but not installed.
     """
     if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+        raise ExecutorOptionError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
     if name == "local":
         if address is not None:
-            raise ValueError("--address joins a Ray cluster: use it with --executor ray")
+            raise ExecutorOptionError("--address joins a Ray cluster: use it with --executor ray")
         with LocalExecutor() as executor:
             yield executor
         return

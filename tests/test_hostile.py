@@ -286,6 +286,25 @@ def test_a_full_disk_names_the_folder_being_written(tmp_path, monkeypatch, capsy
     ]
 
 
+def test_bad_input_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    from mattlib import cli, features
+
+    empty = tmp_path / "audio"
+    empty.mkdir()
+    argv = ["features", "--audio-dir", str(empty), "--kind", "fma518", "--out", str(tmp_path / "cache")]
+    assert cli.main(argv) == 2  # a MattError (FeatureError): no mp3 to read
+    assert capsys.readouterr().err.splitlines() == [
+        f"matt features: error: no *.mp3 files with integer names below {empty}"
+    ]
+
+    def bug(*args, **kwargs):
+        raise ValueError("a bug nobody planned for")
+
+    monkeypatch.setattr(features, "extract_audio_dir", bug)
+    with pytest.raises(ValueError, match="a bug nobody planned for"):
+        cli.main(argv)
+
+
 @pytest.mark.slow
 def test_a_tracks_table_without_labelled_tracks_stops_before_any_cell(tiny_study, tmp_path):
     import pandas as pd

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mattlib.executors import JOBS
 from mattlib.data import planted
 from mattlib.data.demo_features import (  # noqa: F401 - re-exported
     _medium_features,
@@ -97,6 +96,8 @@ from mattlib.data.demo_synth import (  # noqa: F401 - re-exported
     planted_tasks,
     synthesize_track,
 )
+from mattlib.data.planted import DemoError  # noqa: F401 - re-exported
+from mattlib.executors import JOBS
 
 __all__ = [
     "DEMO_SUBSET",
@@ -189,9 +190,9 @@ def generate_demo(
     jobs = _check_int("jobs", jobs, low=1)
     sr = _check_int("sr", sr, low=1)
     if sr not in _MP3_RATES:
-        raise ValueError(f"sr must be an MP3 sample rate {_MP3_RATES}, got {sr}")
+        raise planted.DemoError(f"sr must be an MP3 sample rate {_MP3_RATES}, got {sr}")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (0.5 <= float(seconds) <= 60.0):
-        raise ValueError(f"seconds must be a number between 0.5 and 60, got {seconds!r}")
+        raise planted.DemoError(f"seconds must be a number between 0.5 and 60, got {seconds!r}")
     seconds = float(seconds)
     settings = {
         "generator_version": _GENERATOR_VERSION,

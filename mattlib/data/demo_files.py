@@ -43,9 +43,9 @@ def is_demo_root(root: str | Path) -> bool:
 
 def _check_int(name: str, value: object, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise planted.DemoError(f"{name} must be an integer, got {value!r}")
     if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+        raise planted.DemoError(f"{name} must be >= {low}, got {value}")
     return int(value)
 
 

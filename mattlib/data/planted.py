@@ -47,7 +47,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["COMPARISONS", "EFFECTS", "Effect", "check_effect", "draw_marked", "assign_roles"]
+from mattlib.errors import MattError
+
+__all__ = ["COMPARISONS", "EFFECTS", "DemoError", "Effect", "check_effect", "draw_marked", "assign_roles"]
 
 #: The comparisons each effect answers, in the report's order. "bag − track" is a bag model
 #: minus the same encoder on single tracks; "late" is that track model's late fusion (track
@@ -63,6 +65,10 @@ COMPARISONS = (
 #: The symbols an answer may take: a paired difference is "+" (planted, positive), "0" (zero
 #: by construction) or "?" (not planted); attention is "> uniform", "= uniform".
 ANSWERS = ("+", "0", "?", "> uniform", "= uniform")
+
+
+class DemoError(MattError, ValueError):
+    """A demo dataset option out of range (tracks, seconds, sample rate, effect)."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ EFFECTS: dict[str, Effect] = {
 def check_effect(effect: object) -> str:
     """``effect`` if it names a planted effect, else one ValueError line naming the valid ones."""
     if not isinstance(effect, str) or effect not in EFFECTS:
-        raise ValueError(f"unknown demo effect {effect!r}; valid: {', '.join(EFFECTS)}")
+        raise DemoError(f"unknown demo effect {effect!r}; valid: {', '.join(EFFECTS)}")
     return effect
 
 

@@ -36,7 +36,7 @@ all undefined, lands in ``failures.csv``). Loading refuses a cache that differs 
 """
 
 from mattlib.features.bulk import ExtractionReport, extract, extract_audio_dir, extract_subset
-from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
+from mattlib.features.kinds import KINDS, FeatureError, FeatureKind, feature_kind
 from mattlib.features.mel import (
     MelSettings,
     compute_mel,
@@ -73,6 +73,7 @@ __all__ = [
     "FMA_STATISTICS",
     "FEATURE_SETS",
     "KINDS",
+    "FeatureError",
     "FeatureKind",
     "feature_kind",
     "MelSettings",

@@ -25,7 +25,7 @@ from mattlib import devices
 from mattlib.atomic import write_atomic
 from mattlib.executors import JOBS
 from mattlib.features.array_folder import _damaged_mel_tracks, _prepare_mel_folder
-from mattlib.features.kinds import KINDS, FeatureKind, feature_kind
+from mattlib.features.kinds import KINDS, FeatureError, FeatureKind, feature_kind
 from mattlib.features.mel import MelSettings, log_mel_torch, mel_filterbank
 from mattlib.features.parallel import _chunks, _default_chunk, _local, _progress_bar, _run
 from mattlib.features.stats import fma518_columns
@@ -181,9 +181,9 @@ def extract(
     """
     spec = feature_kind(kind)
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        raise FeatureError(f"jobs must be an int >= 1, got {jobs!r}")
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        raise FeatureError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     settings_class = spec.settings_class()
     if settings_class is None and settings is not None:
         with_settings = [name for name, k in KINDS.items() if k.settings is not None]
@@ -509,14 +509,14 @@ def extract_audio_dir(
     for p in sorted(audio_dir.rglob("*.mp3")):
         if p.stem.isdigit():
             if int(p.stem) in paths:
-                raise ValueError(f"two files with track id {int(p.stem)}: {paths[int(p.stem)]} and {p}")
+                raise FeatureError(f"two files with track id {int(p.stem)}: {paths[int(p.stem)]} and {p}")
             paths[int(p.stem)] = p
         else:
             skipped.append(p.name)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} mp3 files without an integer name: {skipped[:5]}", stacklevel=2)
     if not paths:
-        raise ValueError(f"no *.mp3 files with integer names below {audio_dir}")
+        raise FeatureError(f"no *.mp3 files with integer names below {audio_dir}")
     return extract(
         paths,
         kind=kind,

@@ -26,9 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mattlib.errors import MattError
 from mattlib.registry import resolve
 
-__all__ = ["KINDS", "FeatureKind", "feature_kind"]
+__all__ = ["KINDS", "FeatureError", "FeatureKind", "feature_kind"]
+
+
+class FeatureError(MattError, ValueError):
+    """A feature extraction asked for what cannot be done (an unknown kind, no audio to read)."""
 
 
 @dataclass(frozen=True)
@@ -107,5 +112,5 @@ KINDS: dict[str, FeatureKind] = {
 def feature_kind(name: str) -> FeatureKind:
     """``KINDS[name]``; an unknown name raises a ``ValueError`` listing the valid kinds."""
     if name not in KINDS:
-        raise ValueError(f"unknown feature kind {name!r}; valid kinds: {', '.join(KINDS)}")
+        raise FeatureError(f"unknown feature kind {name!r}; valid kinds: {', '.join(KINDS)}")
     return KINDS[name]
