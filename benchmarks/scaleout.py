@@ -40,7 +40,7 @@ DATA = OUT / "fma_medium_features"
 FMA_LARGE_TRACKS = 106_574
 # Table I's feature-based cells in params/fma_medium.yaml: 12 feature sets x (LR, kNN, SVM, MLP)
 # in 03; MLP+MIL and MLP+MATT x 3 seeds in 04 / 05; gated and the case study x 3 seeds on "all".
-TABLE1_CELLS = {"lr": 12, "knn": 12, "svm": 12, "mlp": 12, "mlp_mean": 36, "mlp_matt": 42}
+TABLE1_CELLS = {"lr": 12, "knn": 12, "svm": 12, "sklearn_mlp": 12, "mlp_mean": 36, "mlp_matt": 42}
 
 
 def one_cell(kind: str, epochs: int) -> dict:
@@ -52,7 +52,7 @@ def one_cell(kind: str, epochs: int) -> dict:
     base = Settings(data_root=DATA, subset="medium", cache_dir=OUT / "cache", feature_set="all", seed=0)
     data = experiment.load(base)
     loaded = time.perf_counter()
-    if kind in ("lr", "knn", "svm", "mlp"):
+    if kind in ("lr", "knn", "svm", "sklearn_mlp"):
         result = experiment.run_baseline(data, base.replace(model=kind))
     else:
         settings = base.replace(
@@ -190,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the torch MLP cells (then scaled)")
     parser.add_argument("--grid-cells", type=int, default=4, help="LR cells in the local-vs-Ray grid")
-    parser.add_argument("--kinds", default="lr,knn,svm,mlp,mlp_mean,mlp_matt")
+    parser.add_argument("--kinds", default="lr,knn,svm,sklearn_mlp,mlp_mean,mlp_matt")
     parser.add_argument("--parallel", action="store_true", help="measure the model kinds at the same time")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

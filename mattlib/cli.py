@@ -174,18 +174,8 @@ def _executor_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"jobs must be an integer >= 1, got {text!r}")
-    return value
-
-
 def _jobs_argument(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--jobs", type=_jobs, default=JOBS, metavar="N", help=f"{what} (default {JOBS})")
+    p.add_argument("--jobs", type=int, default=JOBS, metavar="N", help=f"{what} (default {JOBS})")
 
 
 def _cell_timeout_argument(p: argparse.ArgumentParser) -> None:

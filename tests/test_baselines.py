@@ -67,5 +67,5 @@ def test_svm_scores_follow_the_decision_function():
 def test_unknown_baseline_lists_valid_names():
     with pytest.raises(ValueError) as err:
         make_baseline("rf", seed=0)
-    for name in ("lr", "knn", "svm", "mlp"):
+    for name in ("lr", "knn", "svm", "sklearn_mlp"):
         assert name in str(err.value)

@@ -335,15 +335,16 @@ def test_resume_fma518_does_not_recompute(tmp_path, monkeypatch):
             raise _Killed()
         return pd.Series(np.full(518, float(Path(path).stem), np.float32), index=F.fma518_columns())
 
-    monkeypatch.setattr(feature_stats, "compute_fma518", fake)  # the fma518 kind's per-clip function calls it
+    # the fma518 kind's per-clip function calls it; jobs=1 extracts in this process, where the patch is
+    monkeypatch.setattr(feature_stats, "compute_fma518", fake)
     tracks = {t: CLIP2.with_name(f"{t:06d}.mp3") for t in range(1, 7)}
     with pytest.raises(_Killed):
-        F.extract(tracks, kind="fma518", out=tmp_path, progress=False, chunk_size=1)
+        F.extract(tracks, kind="fma518", out=tmp_path, jobs=1, progress=False, chunk_size=1)
     assert calls == ["000001", "000002", "000003", "000004"]
     assert len(list((tmp_path / "fma518" / "parts").glob("part-*.npz"))) == 3
     assert not (tmp_path / "fma518" / "features.csv").exists()  # nothing looks finished
     calls.clear()
-    rep = F.extract(tracks, kind="fma518", out=tmp_path, progress=False, chunk_size=1)
+    rep = F.extract(tracks, kind="fma518", out=tmp_path, jobs=1, progress=False, chunk_size=1)
     assert calls == ["000004", "000005", "000006"]
     assert (rep.done, rep.reused, rep.failed) == (3, 3, 0)
     table = F.load_fma518(tmp_path)
@@ -351,7 +352,7 @@ def test_resume_fma518_does_not_recompute(tmp_path, monkeypatch):
     np.testing.assert_array_equal(table[("mfcc", "mean", "01")].to_numpy(), np.arange(1, 7))
     # a third run computes nothing
     calls.clear()
-    rep = F.extract(tracks, kind="fma518", out=tmp_path, progress=False)
+    rep = F.extract(tracks, kind="fma518", out=tmp_path, jobs=1, progress=False)
     assert calls == [] and rep.reused == 6
 
 
@@ -370,7 +371,7 @@ def test_resume_mel_does_not_recompute(tmp_path, monkeypatch):
     s = F.MelSettings(seconds=5.0)
     tracks = {t: [CLIP2, CLIP5, CLIP140][t % 3] for t in range(1, 6)}
     with pytest.raises(_Killed):
-        F.extract(tracks, kind="mel", out=tmp_path, settings=s, progress=False, chunk_size=1)
+        F.extract(tracks, kind="mel", out=tmp_path, settings=s, jobs=1, progress=False, chunk_size=1)
     folder = F.mel_dir(tmp_path, s)
     assert not (folder / "index.csv").exists()
     with pytest.raises(FileNotFoundError, match="no complete mel extraction"):
@@ -379,7 +380,7 @@ def test_resume_mel_does_not_recompute(tmp_path, monkeypatch):
     mtime = (folder / "mel.npy").stat().st_mtime_ns
     calls.clear()
     kill_at[0] = 0
-    rep = F.extract(tracks, kind="mel", out=tmp_path, settings=s, progress=False, chunk_size=1)
+    rep = F.extract(tracks, kind="mel", out=tmp_path, settings=s, jobs=1, progress=False, chunk_size=1)
     assert len(calls) == 3 and (rep.done, rep.reused) == (3, 2)
     assert (folder / "mel.npy").stat().st_mtime_ns >= mtime
     store = F.load_mel(tmp_path, settings=s)

@@ -118,7 +118,7 @@ def test_choices_match_the_registries():
         baselines.make_baseline(name)
     # poolings and encoders are read from their registries; "late" is late fusion of "none"
     assert choices.POOLINGS == ("none", "late", "mean", "max", "matt", "gated")
-    assert choices.MODELS == ("lr", "knn", "svm", "mlp", "crnn", "crnn_tf")
+    assert choices.MODELS == ("lr", "knn", "svm", "sklearn_mlp", "mlp", "crnn", "crnn_tf")
     for name in mil.POOLINGS:
         mil.make_pooling(name, in_dim=4, n_classes=3)
     for name in encoders.ENCODERS:

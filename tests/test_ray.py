@@ -118,7 +118,7 @@ def test_an_interrupted_ray_run_resumes(tiny_study, tmp_path, ray_address):
         tmp_path / "resume.yaml",
         tiny_study,
         [
-            {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn", "mlp"]}},
+            {"notebook": "03_baselines", "grid": {"feature_set": ["mfcc"], "model": ["lr", "knn", "sklearn_mlp"]}},
         ],
         run="resume",
     )
@@ -138,7 +138,7 @@ def test_an_interrupted_ray_run_resumes(tiny_study, tmp_path, ray_address):
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"{3 - len(finished)} executed, {len(finished)} already finished (skipped), 0 failed" in second.stdout
     assert {c: (cells / c / "metrics.json").stat().st_mtime_ns for c in finished} == finished
-    assert all((cells / c / "metrics.json").exists() for c in ("mfcc-lr", "mfcc-knn", "mfcc-mlp"))
+    assert all((cells / c / "metrics.json").exists() for c in ("mfcc-lr", "mfcc-knn", "mfcc-sklearn_mlp"))
 
 
 def test_resources_in_a_params_file_are_validated(tmp_path):

@@ -67,7 +67,7 @@ def test_every_mel_setting_reaches_the_log_mel_settings():
 def test_every_registered_name_is_accepted_everywhere(tmp_path):
     for pooling in choices.POOLINGS:
         Settings(pooling=pooling)
-        experiment.model_label("mlp", pooling, torch_model=True)
+        experiment.model_label("mlp", pooling)
     for model in choices.MODELS:
         Settings(model=model)
         experiment.model_label(model, "none")

@@ -222,9 +222,9 @@ def test_experiment_api_on_features(tiny_study):
     test_tracks = (data.membership["split"] == "test").sum()
     assert result.main.metrics["n_tracks"] == test_tracks
     assert result.results[1].metrics["n_bags"] < test_tracks  # late fusion scores album bags
-    with pytest.raises(ValueError, match="unknown model 'xgb'; valid: lr, knn, svm, mlp"):
+    with pytest.raises(ValueError, match="unknown model 'xgb'; valid: lr, knn, svm, sklearn_mlp, mlp"):
         settings.replace(model="xgb")  # validated once, at the boundary
-    with pytest.raises(ValueError, match="unknown baseline 'crnn'; valid: lr, knn, svm, mlp"):
+    with pytest.raises(ValueError, match="unknown baseline 'crnn'; valid: lr, knn, svm, sklearn_mlp"):
         experiment.run_baseline(data, settings.replace(model="crnn"))
     with pytest.raises(ValueError, match="does not read feature set 'mfcc'"):
         experiment.run_bag_model(data, settings.replace(model="crnn", pooling="matt"))

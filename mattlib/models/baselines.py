@@ -107,13 +107,14 @@ def make_baseline(name: str, *, seed: int = 0, **kwargs) -> Pipeline:
 
     Parameters
     ----------
-    name : {'lr', 'knn', 'svm', 'mlp'}
-        Logistic regression; k-NN (k=200, capped at the training size); RBF SVM; MLP.
+    name : {'lr', 'knn', 'svm', 'sklearn_mlp'}
+        Logistic regression; k-NN (k=200, capped at the training size); RBF SVM; scikit-learn's
+        MLP (FMA's baseline; the torch MLP encoder is ``mlp``).
     seed : int
         ``random_state`` of the stochastic ones.
     **kwargs
         Passed to the classifier, e.g. ``C`` (lr/svm), ``n_neighbors`` (knn),
-        ``hidden_layer_sizes`` / ``max_iter`` (mlp). For svm, ``probability='softmax'``
+        ``hidden_layer_sizes`` / ``max_iter`` (sklearn_mlp). For svm, ``probability='softmax'``
         (default) or ``'calibrated'`` chooses how scores are made (module docstring).
 
     Returns
@@ -139,7 +140,7 @@ def make_baseline(name: str, *, seed: int = 0, **kwargs) -> Pipeline:
             clf = CalibratedClassifierCV(SVC(random_state=seed, **kw), method="sigmoid", cv=3)
         else:
             raise ValueError(f"svm: probability must be 'softmax' or 'calibrated', got {probability!r}")
-    elif name == "mlp":
+    elif name == "sklearn_mlp":
         kw = {"hidden_layer_sizes": (256,), "max_iter": 300, "early_stopping": False} | kwargs
         clf = MLPClassifier(random_state=seed, **kw)
     else:

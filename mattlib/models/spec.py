@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["BASELINES", "LATE", "MATT_SCORES", "ModelError", "ModelSpec", "poolings_with_late"]
 
 #: The classic baselines (:func:`mattlib.models.baselines.make_baseline`), on a feature set.
-BASELINES = ("lr", "knn", "svm", "mlp")
+BASELINES = ("lr", "knn", "svm", "sklearn_mlp")
 
 #: Not a trained pooling: the late fusion of the track-level (``none``) model.
 LATE = "late"

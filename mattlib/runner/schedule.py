@@ -21,7 +21,7 @@ from mattlib.executors import JOBS, LocalExecutor, RayExecutor
 from mattlib.locks import folder_lock
 from mattlib.runner.cells import cell_status, check_inputs
 from mattlib.runner.execute import CellResult, run_cell
-from mattlib.runner.spec import Cell, GridSpec, load_grid
+from mattlib.runner.spec import Cell, GridError, GridSpec, load_grid
 from mattlib.runner.supervise import _PROCESSES
 
 __all__ = ["RunSummary", "run_grid"]
@@ -95,7 +95,7 @@ def run_grid(
     from tqdm.auto import tqdm
 
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+        raise GridError(f"jobs must be >= 1, got {jobs}")
     spec = params if isinstance(params, GridSpec) else load_grid(params, data_root=data_root)
     summary = RunSummary(run_dir=spec.run_dir)
     with folder_lock(spec.run_dir, what="run folder"):

@@ -22,20 +22,28 @@ if TYPE_CHECKING:
 
 __all__ = ["ExperimentResult", "ModelResult", "late_fusion_result", "model_label", "score"]
 
-_LABELS = {"lr": "LR", "knn": "KNN", "svm": "SVM", "mlp": "MLP", "crnn": "CRNN", "crnn_tf": "CRNN-TF"}
+_LABELS = {
+    "lr": "LR",
+    "knn": "KNN",
+    "svm": "SVM",
+    "sklearn_mlp": "MLP (sklearn)",
+    "mlp": "MLP",
+    "crnn": "CRNN",
+    "crnn_tf": "CRNN-TF",
+}
 _POOL_SUFFIX = {"none": "", "late": "+late", "mean": "+MIL", "max": "+MIL-max", "matt": "+MATT", "gated": "+gated"}
 
 
-def model_label(model: str, pooling: str, *, torch_model: bool = False, matt_score: str = "paper") -> str:
+def model_label(model: str, pooling: str, *, matt_score: str = "paper") -> str:
     """Display name: "SVM", "MLP+MIL", "CRNN-TF+MATT", "SVM+late", "MLP+MATT (bilinear)".
 
     The torch MLP encoder on single tracks is "MLP (torch)" ("MLP (torch)+late" fused), the
-    control of MLP+MIL / MLP+MATT; FMA's scikit-learn baseline is "MLP (sklearn)". A pooling or
+    control of MLP+MIL / MLP+MATT; FMA's scikit-learn baseline (``sklearn_mlp``) is "MLP (sklearn)". A pooling or
     encoder registered without a label here is shown by its name ("MLP+sum", "RESNET").
 
     Examples
     --------
-    >>> model_label("crnn_tf", "matt"), model_label("svm", "late"), model_label("mlp", "none", torch_model=True)
+    >>> model_label("crnn_tf", "matt"), model_label("svm", "late"), model_label("mlp", "none")
     ('CRNN-TF+MATT', 'SVM+late', 'MLP (torch)')
     """
     models, poolings = choices.MODELS, choices.POOLINGS
@@ -47,7 +55,7 @@ def model_label(model: str, pooling: str, *, torch_model: bool = False, matt_sco
         raise ValueError(f"unknown matt_score {matt_score!r}; valid: paper, dot")
     base = _LABELS.get(model, model.upper())  # a registered encoder without a label: its name
     if model == "mlp" and pooling in ("none", "late"):
-        base = "MLP (torch)" if torch_model else "MLP (sklearn)"
+        base = "MLP (torch)"
     suffix = _POOL_SUFFIX.get(pooling, f"+{pooling}")
     suffix += " (bilinear)" if pooling == "matt" and matt_score == "dot" else ""
     return base + suffix

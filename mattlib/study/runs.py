@@ -41,17 +41,17 @@ _RECORDED = (
 
 def train(data: StudyData, settings: Settings, *, case_study: bool = False) -> ExperimentResult:
     """Fit and evaluate the model ``settings`` names: a scikit-learn baseline (:func:`run_baseline`)
-    for lr / knn / svm, the torch encoder for mlp / crnn / crnn_tf with any pooling
+    for lr / knn / svm / sklearn_mlp, the torch encoder for mlp / crnn / crnn_tf with any pooling
     (:func:`run_bag_model`; checkpoints under ``<output_dir>/checkpoints``); ``case_study`` runs
     :func:`run_case_study` instead.
 
-    ``model: mlp`` is the torch MLP in 04 / 05 / 07; notebook 03 passes its scikit-learn MLP
-    through :func:`run_baseline` itself.
+    ``model: mlp`` is the torch MLP encoder (04 / 05 / 07); ``sklearn_mlp`` is FMA's scikit-learn
+    MLP baseline (03).
     """
     checkpoints = Path(settings.output_dir) / "checkpoints"
     if case_study:
         return run_case_study(data, settings, checkpoint_dir=checkpoints)
-    if settings.model in choices.BASELINES and settings.model not in choices.ENCODERS:
+    if settings.model in choices.BASELINES:
         if settings.pooling not in ("none", choices.LATE):
             raise ValueError(
                 f"model {settings.model} is a scikit-learn baseline and takes no bag pooling "
@@ -63,7 +63,7 @@ def train(data: StudyData, settings: Settings, *, case_study: bool = False) -> E
 
 
 def run_baseline(data: StudyData, settings: Settings, **options) -> ExperimentResult:
-    """Fit the scikit-learn baseline ``settings.model`` (LR, kNN, SVM, MLP; scaled) on training
+    """Fit the scikit-learn baseline ``settings.model`` (LR, kNN, SVM, scikit-learn's MLP; scaled) on training
     tracks; ``options`` go to :func:`mattlib.models.baselines.make_baseline`.
 
     Reported: the track-level model on test tracks, and its late-fusion control (track
@@ -189,7 +189,7 @@ def _report_tracks(data: StudyData, net, fitted, settings: Settings) -> list[Mod
     from mattlib import training
 
     model, single = settings.model, data.split("test", single=True)
-    label = model_label(model, "none", torch_model=True) + (" (1/bag)" if settings.track_weighting == "bag" else "")
+    label = model_label(model, "none") + (" (1/bag)" if settings.track_weighting == "bag" else "")
     preds = training.predict(net, _dataset(data, single), device=settings.device)
     net.load_state_dict(fitted.late_state)
     late_preds = training.predict(net, _dataset(data, single), device=settings.device)
@@ -281,7 +281,7 @@ def run_case_study(
     )
     trained_single = track_run.results[0]
     trained_single.evaluation = "case study: trained on single"
-    trained_single.label = model_label(model, "none", torch_model=True) + " trained on single tracks"
+    trained_single.label = model_label(model, "none") + " trained on single tracks"
     bag_result = bag_run.main
     bag_result.evaluation = "case study: bags"  # kept out of Table I / II (03-05 report those)
     summary = {

@@ -446,7 +446,7 @@ def build_report(
     ``matt run`` is still writing says so on stderr and reads the cells finished so far.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        raise runs.ReportError(f"jobs must be an int >= 1, got {jobs!r}")
     run_dir = Path(run_dir)
     cells = None if cells is None else [Path(c) for c in cells]
     runs.check_run_folder(run_dir, cells)
