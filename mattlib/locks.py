@@ -1,7 +1,5 @@
 """One writer per folder: an advisory lock file naming its holder.
 
-Also: :func:`die_with_parent`, so that no worker or papermill process outlives its ``matt``.
-
 The lock is an ``fcntl.flock`` on ``<folder>/.lock``: the kernel releases it when the holding
 process dies (even by SIGKILL), so a lock left by a dead process is simply taken over. The file
 holds the holder's pid, host and start time for the message a second writer gets.
@@ -9,8 +7,6 @@ holds the holder's pid, host and start time for the message a second writer gets
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
 import os
 import socket
@@ -22,26 +18,7 @@ from pathlib import Path
 
 from mattlib.errors import MattError
 
-__all__ = ["FolderLocked", "die_with_parent", "folder_lock"]
-
-_PR_SET_PDEATHSIG = 1
-try:  # loaded here, not in the child: a forked child must not load libraries
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
-
-
-def die_with_parent(parent: int | None = None, sig: int = 15) -> None:
-    """Ask the kernel to send ``sig`` (default SIGTERM) to this process when its parent dies,
-    even by SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing happens).
-
-    Call it in a child: a worker initializer, or ``preexec_fn`` of a subprocess. ``parent`` (the
-    pid that started the child) closes the race of a parent that died before the call.
-    """
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, sig)
-        if parent is not None and os.getppid() != parent:
-            os.kill(os.getpid(), sig)
+__all__ = ["FolderLocked", "folder_lock"]
 
 
 class FolderLocked(MattError, RuntimeError):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mattlib"
 STAGES = ["data", "features", "models", "training", "evaluation", "study", "views", "runner", "pipeline", "cli"]
-UTILITIES = {"paths", "locks", "provenance", "executors", "registry", "devices", "atomic", "errors"}
+UTILITIES = {"paths", "locks", "processes", "provenance", "executors", "registry", "devices", "atomic", "errors"}
 
 
 def imported_parts(path: Path) -> set[str]:

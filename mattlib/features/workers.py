@@ -15,7 +15,7 @@ from typing import Any
 from mattlib.features.audio import AudioError
 from mattlib.features.kinds import FeatureKind
 from mattlib.features.mel import MelSettings, mel_audio
-from mattlib.locks import die_with_parent
+from mattlib.processes import die_with_parent
 
 
 def _single_blas_thread():

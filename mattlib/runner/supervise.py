@@ -1,6 +1,6 @@
 """The papermill processes of a run, so that an interrupt stops them and everything below them.
 
-Each process starts in a session of its own and dies with its parent (:func:`mattlib.locks.die_with_parent`);
+Each process starts in a session of its own and dies with its parent (:func:`mattlib.processes.die_with_parent`);
 :data:`_PROCESSES` knows the running ones, and :func:`_terminate_tree` ends a process with its
 descendants (its kernel included).
 """
@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from mattlib.locks import die_with_parent
+from mattlib.processes import die_with_parent
 
 
 @functools.lru_cache(maxsize=1)

@@ -200,8 +200,8 @@ class ExperimentResult:
 
     def train_bag_counts_dict(self) -> dict:
         """Training bags per genre (bag training weighs each bag once)."""
-        train = self.membership[self.membership["split"] == "training"]
-        bags = train.groupby("bag_id", sort=False)["bag_genre"].first().value_counts()
+        training = self.membership[self.membership["split"] == "training"]
+        bags = training.groupby("bag_id", sort=False)["bag_genre"].first().value_counts()
         return {c: int(bags.get(c, 0)) for c in self.classes}
 
     def train_counts_dict(self) -> dict:
