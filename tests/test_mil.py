@@ -230,7 +230,7 @@ def test_matt_learns_the_key_instance_on_a_synthetic_mil_task():
     q0 = model.pooling.queries.detach().clone()
     config = FitConfig(epochs=15, batch_size=32, lr=3e-3, seed=0, weight_decay=0.0, patience=None)
     result = fit(model, data["training"], data["validation"], config, progress=False)
-    assert not torch.equal(q0, model.pooling.queries.detach()), "queries did not change in training"
+    assert not torch.equal(q0, model.pooling.queries.detach().cpu()), "queries did not change in training"
 
     pred = predict(model, data["test"], device="cpu", all_attention=True)
     accuracy = float((pred.predicted == pred.labels).mean())
