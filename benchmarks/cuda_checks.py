@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mattlib import features as F  # noqa: E402
+from mattlib.atomic import write_json  # noqa: E402
 from mattlib.study import experiment  # noqa: E402
 from mattlib.study.settings import Settings  # noqa: E402
 
@@ -113,10 +114,7 @@ def main() -> None:
         "study": check_study(),
     }
     print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    print(f"wrote {write_json(args.out, report)}")
 
 
 if __name__ == "__main__":

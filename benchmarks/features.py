@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mattlib.atomic import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIRS = [REPO / "tests" / "data" / "fma_small", Path("/work/shared/fma_sample/fma_small")]
 
@@ -220,9 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{k}: {v}x")
     for k, v in checks.items():
         print(f"values {k}: {v}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_json(args.out, report)}")
     return report
 
 

@@ -22,7 +22,6 @@ venv); without it they are skipped, saying so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mattlib.atomic import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted((ROOT / "tests" / "data" / "fma_small").glob("*/*.mp3"))
@@ -166,10 +167,7 @@ def main() -> None:
             f"{summary['ratio_port_to_tf_extractor']:.2f}x; largest difference port vs tf-graph: "
             + f"{VECTOR} {summary['max_abs_difference']:.2e} ({summary['max_difference_relative_to_scale']:.1e} of its scale)"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, summary)}")
 
 
 if __name__ == "__main__":

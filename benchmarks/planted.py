@@ -38,6 +38,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mattlib.atomic import write_json  # noqa: E402
 from mattlib.data import demo, planted  # noqa: E402
 from mattlib.study import experiment  # noqa: E402
 from mattlib.study.settings import Settings  # noqa: E402
@@ -176,9 +177,7 @@ def main(argv=None) -> int:
         "attention_recovery": recovery,
         "rows": table.to_dict(orient="records"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=lambda v: None if pd.isna(v) else str(v)) + "\n")
+    out = write_json(args.out, result, default=lambda v: None if pd.isna(v) else str(v))
     print(f"wrote {out}")
     return 0
 

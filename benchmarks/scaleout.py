@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mattlib.atomic import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "outputs" / "benchmarks"
 DATA = OUT / "fma_medium_features"
@@ -219,10 +221,8 @@ def main() -> None:
         "extraction_fma518": extract,
         "projection": projection(cells, extract, epochs=args.epochs),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "scaleout.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["projection"], indent=2))
-    print(f"-> {OUT / 'scaleout.json'}")
+    print(f"wrote {write_json(OUT / 'scaleout.json', report)}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Writes ``outputs/benchmarks/training.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -41,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mattlib.atomic import write_json  # noqa: E402
 from mattlib.models.encoders import make_encoder  # noqa: E402
 from mattlib.models.mil import BagModel, make_pooling  # noqa: E402
 from mattlib.models.spec import ModelSpec  # noqa: E402
@@ -236,10 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": "peak_rss_mib is the process peak so far (cumulative, in run order)",
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, report)}")
     return 0
 
 

@@ -4,9 +4,9 @@ Sub-packages follow the study's data flow, each importing only the ones before i
 
     data -> features -> models -> training -> evaluation -> study -> views -> runner
 
-``pipeline`` (``matt study``) and ``cli`` drive every stage; ``paths``, ``locks``, ``provenance``
-and ``executors`` are shared infrastructure (project-root paths, one writer per folder, code
-digests, local or Ray execution).
+``pipeline`` (``matt study``) and ``cli`` drive every stage; the top-level modules (``paths``, ``locks``,
+``processes``, ``provenance``, ``executors``, ``registry``, ``devices``, ``atomic``, ``errors``) are shared
+utilities, listed in the README's architecture section.
 """
 
 __version__ = "0.1.0"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "write_json"]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
@@ -35,3 +36,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_json(path: str | os.PathLike, data: Any, *, default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``data`` as indented JSON (and a final newline) to ``path`` with :func:`write_atomic`.
+
+    ``default`` converts what :mod:`json` cannot (see :func:`json.dumps`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "a.json"
+    >>> print(write_json(target, {"tracks": 2}).read_text(), end="")
+    {
+      "tracks": 2
+    }
+    """
+    text = json.dumps(data, indent=2, default=default) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text))

@@ -7,7 +7,6 @@ crash never leaves a half-written ``metrics.json`` that looks finished.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mattlib.atomic import write_atomic
+from mattlib import atomic
 
 __all__ = ["to_jsonable", "write_json", "write_metrics", "METRICS_FILE", "TEST_SCORES_FILE"]
 
@@ -50,8 +49,7 @@ def to_jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (temporary file + rename)."""
-    text = json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n"
-    return write_atomic(path, lambda tmp: tmp.write_text(text))
+    return atomic.write_json(path, to_jsonable(data))
 
 
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mattlib.atomic import write_atomic
+from mattlib.atomic import write_atomic, write_json
 from mattlib.features.store import (
     MANIFEST,
     DamagedCacheError,
     _check_manifest,
     _damaged_mel_rows,
     _fix,
-    _write_json,
 )
 
 
@@ -74,7 +73,9 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.f
 
         write_atomic(mel_path.with_suffix(".npy"), write)
         del old_mm
-        _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
+        write_json(
+            layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)}, default=str
+        )
         lines = "".join(f"{r},{track_ids[r]},{int(p)}\n" for r, (_, p) in sorted(keep.items()))
         write_atomic(prog_path, lambda p: p.write_text(lines))
         return {r: p for r, (_, p) in keep.items()}
@@ -96,7 +97,7 @@ def _prepare_mel_folder(folder: Path, track_ids: list[int], settings, dtype=np.f
             os.close(fd)
 
     write_atomic(mel_path, write)
-    _write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)})
+    write_json(layout_path, {"settings": settings.to_dict(), "track_ids": track_ids, "shape": list(shape)}, default=str)
     return {}
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mattlib import devices
-from mattlib.atomic import write_atomic
+from mattlib.atomic import write_atomic, write_json
 from mattlib.executors import JOBS
 from mattlib.features.array_folder import _damaged_mel_tracks, _prepare_mel_folder
 from mattlib.features.kinds import KINDS, FeatureError, FeatureKind, feature_kind
@@ -37,7 +37,6 @@ from mattlib.features.store import (
     _read_table,
     _write_failures,
     _write_features,
-    _write_json,
     _write_manifest,
 )
 from mattlib.features.workers import _work, _work_mel_audio
@@ -317,7 +316,7 @@ def _extract_table(
             "failures": str(folder / "failures.csv"),
         },
     )
-    _write_json(folder / "report.json", report.to_dict())
+    write_json(folder / "report.json", report.to_dict(), default=str)
     _write_manifest(folder, ["features.csv", "features.parquet", "failures.csv", "padded.csv"])
     return report
 
@@ -441,7 +440,7 @@ def _extract_array(
             "failures": str(folder / "failures.csv"),
         },
     )
-    _write_json(folder / "report.json", {**report.to_dict(), "settings_id": settings.settings_id})
+    write_json(folder / "report.json", {**report.to_dict(), "settings_id": settings.settings_id}, default=str)
     _write_manifest(
         folder, ["index.csv", "layout.json", "failures.csv"], mel=np.load(folder / "mel.npy", mmap_mode="r")
     )

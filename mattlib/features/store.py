@@ -12,16 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mattlib.atomic import write_atomic
+from mattlib.atomic import write_atomic, write_json
 from mattlib.errors import MattError
 from mattlib.features.mel import MelSettings
 from mattlib.features.stats import fma518_columns
 
 __all__ = ["MelStore", "mel_dir", "load_mel", "load_fma518"]
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def _write_failures(path: Path, failures: list[tuple[int, str, str]]) -> pd.DataFrame:
@@ -106,7 +102,7 @@ def _write_manifest(folder: Path, files: list[str], *, mel: np.ndarray | None = 
             "block_rows": _BLOCK_ROWS,
             "parts": _mel_parts(mel),
         }
-    _write_json(folder / MANIFEST, manifest)
+    write_json(folder / MANIFEST, manifest, default=str)
 
 
 class DamagedCacheError(MattError, RuntimeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import functools
 import queue
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ def _run_stages(
     slots: queue.Queue[int] = queue.Queue()  # worker slots; slot k runs on GPU k % n_gpus
     for slot in range(jobs):
         slots.put(slot)
+    run = functools.partial(run_cell, timeout=timeout, force=force, notebook_dir=spec.notebook_dir)
     _PROCESSES.stopping.clear()
     for i, stage in enumerate(spec.stages):
         todo = []
@@ -141,17 +143,7 @@ def _run_stages(
             else:
                 todo.append(cell)
         try:
-            _run_stage(
-                todo,
-                summary,
-                bar,
-                slots,
-                jobs=jobs,
-                force=force,
-                timeout=timeout,
-                notebook_dir=spec.notebook_dir,
-                executor=executor,
-            )
+            _run_stage(todo, summary, bar, run, slots, jobs=jobs, executor=executor)
         except KeyboardInterrupt:
             later = [c for stage in spec.stages[i + 1 :] for c in stage]
             summary.results.extend(CellResult(c, "not started") for c in later)
@@ -173,33 +165,23 @@ def _run_stage(
     todo: list[Cell],
     summary: RunSummary,
     bar,
+    run: Callable[..., CellResult],
     slots: queue.Queue[int],
     *,
     jobs: int,
-    force: bool,
-    timeout: float | None,
-    notebook_dir: Path,
     executor: LocalExecutor | RayExecutor | None,
 ) -> None:
-    """The one place where cells are sent to run (threads here, or Ray tasks)."""
+    """The one place where cells are sent to ``run`` (threads here, or Ray tasks)."""
     if isinstance(executor, RayExecutor):
-        _run_on_executor(todo, summary, bar, executor, force=force, timeout=timeout, notebook_dir=notebook_dir)
+        _run_on_executor(todo, summary, bar, run, executor)
     else:
-        _run_local(todo, summary, bar, slots, jobs=jobs, force=force, timeout=timeout, notebook_dir=notebook_dir)
+        _run_local(todo, summary, bar, run, slots, jobs=jobs)
 
 
 def _run_on_executor(
-    todo: list[Cell],
-    summary: RunSummary,
-    bar,
-    executor: RayExecutor,
-    *,
-    force: bool,
-    timeout: float | None,
-    notebook_dir: Path,
+    todo: list[Cell], summary: RunSummary, bar, run: Callable[..., CellResult], executor: RayExecutor
 ) -> None:
     """Each cell a task of ``executor``, with its notebook entry's resources."""
-    run = functools.partial(run_cell, timeout=timeout, force=force, notebook_dir=notebook_dir)
     done: set[int] = set()
     try:
         for result in executor.map_unordered(run, todo, resources=lambda cell: cell.resources):
@@ -211,22 +193,11 @@ def _run_on_executor(
 
 
 def _run_local(
-    todo: list[Cell],
-    summary: RunSummary,
-    bar,
-    slots: queue.Queue[int],
-    *,
-    jobs: int,
-    force: bool,
-    timeout: float | None,
-    notebook_dir: Path,
+    todo: list[Cell], summary: RunSummary, bar, run: Callable[..., CellResult], slots: queue.Queue[int], *, jobs: int
 ) -> None:
     """The cells on this machine: a pool of ``jobs`` threads, each cell in a free slot."""
     pool = ThreadPoolExecutor(max_workers=jobs)
-    futures = {
-        pool.submit(_run_in_slot, cell, slots, jobs=jobs, timeout=timeout, force=force, notebook_dir=notebook_dir): cell
-        for cell in todo
-    }
+    futures = {pool.submit(_run_in_slot, run, cell, slots, jobs=jobs): cell for cell in todo}
     recorded = set()
     try:
         for future in as_completed(futures):
@@ -244,11 +215,9 @@ def _run_local(
     pool.shutdown()
 
 
-def _run_in_slot(
-    cell: Cell, slots: queue.Queue[int], *, jobs: int, timeout: float | None, force: bool, notebook_dir: Path
-) -> CellResult:
+def _run_in_slot(run: Callable[..., CellResult], cell: Cell, slots: queue.Queue[int], *, jobs: int) -> CellResult:
     slot = slots.get()  # a free slot: no two running cells share a GPU
     try:
-        return run_cell(cell, slot=slot, jobs=jobs, timeout=timeout, force=force, notebook_dir=notebook_dir)
+        return run(cell, slot=slot, jobs=jobs)
     finally:
         slots.put(slot)
