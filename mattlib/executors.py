@@ -312,12 +312,12 @@ def open_executor(name: str = "local", *, address: str | None = None) -> Iterato
     """The executor named on the command line, entered: a :class:`LocalExecutor` (default
     settings) for ``"local"``, a :class:`RayExecutor` for ``"ray"``.
 
-    A caller that runs its own local pool (e.g. :func:`mattlib.runner.run_grid`'s threads)
-    passes ``None`` on for a :class:`LocalExecutor`.
+    Both kinds are handed on as they are: :func:`mattlib.runner.run_grid` runs its ``jobs`` local
+    threads for a :class:`LocalExecutor`, :mod:`mattlib.features` its worker processes.
 
     Raises
     ------
-    ValueError
+    ExecutorOptionError
         On an unknown name, or an ``address`` given to the local executor.
     ExecutorError
         If Ray is asked for but not installed.
